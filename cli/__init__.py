@@ -1,0 +1,1 @@
+"""vggish-rt command line."""

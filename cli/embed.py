@@ -1,0 +1,134 @@
+"""``vggish-rt embed``, ``features``, ``postprocess`` and ``fit-pca``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from vggish_rt.cli.app import ModelOption, app
+from vggish_rt.cli.progress import progress_bar
+from vggish_rt.engine.errors import VggishError
+
+InputsArgument = Annotated[list[str], typer.Argument(
+    help="Audio files, directories (recursive), @list.txt files, or spectrograms (.npy [N,96,64], raw float64 .dat).",
+    show_default=False)]
+HopOption = Annotated[float, typer.Option(help="Seconds between examples, rounded to whole 10 ms frames (reference: 0.96).")]
+PadShortOption = Annotated[bool, typer.Option(help="Zero-pad clips shorter than 0.975 s to one example (reference: none).")]
+PadTailOption = Annotated[bool, typer.Option(help="Also keep the last partial window, zero-padded.")]
+ResamplerOption = Annotated[str, typer.Option(help="soxr (fast, default) or resampy (the reference's, if installed).")]
+
+
+def _hop(seconds: float):
+    from vggish_rt.engine.windows import Hop
+
+    hop = Hop.from_seconds(seconds)
+    if hop.rounded:
+        print(f"note: --hop {seconds} rounded to {hop.seconds:.2f} s (whole 10 ms frames)", file=sys.stderr)
+    return hop
+
+
+@app.command()
+def embed(
+    inputs: InputsArgument,
+    out: Annotated[Path, typer.Option(help="Output file; its suffix picks the format: .npy (+ .index.csv), .csv, .parquet, .dat.")],
+    model: ModelOption = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, or cuda:0,1 (one session per GPU).")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (the model directory must hold that file).")] = "fp32",
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch (default: 64 on CPU, 1024 on GPU).")] = None,
+    hop: HopOption = 0.96,
+    pad_short: PadShortOption = False,
+    pad_tail: PadTailOption = False,
+    resampler: ResamplerOption = "soxr",
+    postprocess: Annotated[bool, typer.Option(help="Apply the model's PCA, whitening and 8-bit quantization (uint8 output).")] = False,
+    relu: Annotated[bool, typer.Option(help="Apply ReLU to the embeddings (the pre-2020 reference; a deviation).")] = False,
+    on_error: Annotated[str, typer.Option(help="fail: stop at the first bad input; skip: finish, list failures, exit 1.")] = "fail",
+) -> None:
+    """Embed audio or spectrograms into one output file."""
+    from vggish_rt.engine.embedder import Embedder
+    from vggish_rt.engine.inputs import expand_inputs
+    from vggish_rt.engine.job import JobOptions, run_job
+    from vggish_rt.engine.postprocess import Postprocessor
+
+    if on_error not in ("fail", "skip"):
+        raise VggishError(f"--on-error {on_error!r}: expected fail or skip")
+    sources = expand_inputs(inputs)
+    embedder = Embedder(model, device=device, precision=precision, batch_size=batch_size, relu=relu)
+    embedder.warn_if_demo()
+    postprocessor = None
+    if postprocess:
+        postprocessor = Postprocessor.from_file(embedder.model.read_verified("pca_params.npz"),
+                                                f"{embedder.model.path}/pca_params.npz")
+    options = JobOptions(hop=_hop(hop), pad_short=pad_short, pad_tail=pad_tail, resampler=resampler,
+                         postprocessor=postprocessor, on_error=on_error)
+    with progress_bar("embedding") as advance:
+        result = run_job(sources, out, embedder, options, advance)
+    for path in result.short_inputs:
+        print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
+    for path, reason in result.failures:
+        print(f"failed: {reason}", file=sys.stderr)
+    print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out} "
+          f"({embedder.placement}, {precision})")
+    if result.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def features(
+    inputs: InputsArgument,
+    out: Annotated[Path, typer.Option(help="Output .npy: float32 [N,96,64] log-mel examples, with .index.csv beside it.")],
+    hop: HopOption = 0.96,
+    pad_short: PadShortOption = False,
+    pad_tail: PadTailOption = False,
+    resampler: ResamplerOption = "soxr",
+) -> None:
+    """Compute log-mel examples from audio with the reference frontend (NumPy)."""
+    from vggish_rt.engine.features import write_features
+    from vggish_rt.engine.inputs import expand_inputs
+
+    count = write_features(expand_inputs(inputs), out, _hop(hop), pad_short, pad_tail, resampler)
+    print(f"wrote {count} log-mel examples to {out}")
+
+
+@app.command(name="postprocess")
+def postprocess_command(
+    embeddings: Annotated[Path, typer.Argument(help="Embeddings .npy, float [N,128].", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Output .npy: uint8 [N,128].")],
+    pca_params: Annotated[Optional[Path], typer.Option(help="PCA params .npz (default: the model directory's).")] = None,
+    model: ModelOption = None,
+) -> None:
+    """PCA, whitening and 8-bit quantization exactly as the reference's Postprocessor."""
+    from vggish_rt.engine.arrays import load_embeddings, save_npy_atomic
+    from vggish_rt.engine.postprocess import Postprocessor
+
+    if pca_params is not None:
+        postprocessor = Postprocessor.from_file(pca_params)
+    else:
+        from vggish_rt.engine.modeldir import ModelDirectory
+
+        directory = ModelDirectory(model)
+        postprocessor = Postprocessor.from_file(directory.read_verified("pca_params.npz"), f"{directory.path}/pca_params.npz")
+        if not directory.pretrained:
+            print(f"note: PCA params from {directory.describe()}", file=sys.stderr)
+    quantized = postprocessor.postprocess(load_embeddings(embeddings))
+    save_npy_atomic(out, quantized)
+    print(f"wrote {len(quantized)} quantized embeddings to {out}")
+
+
+@app.command(name="fit-pca")
+def fit_pca(
+    embeddings: Annotated[Path, typer.Argument(help="Embeddings .npy, float [N,128] (memory-mapped; any size).", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Output PCA params .npz in the released layout.")],
+) -> None:
+    """Fit PCA with whitening on embeddings, in the layout of vggish_pca_params.npz."""
+    from vggish_rt.engine.arrays import load_embeddings, write_bytes_atomic
+    from vggish_rt.engine.postprocess import PcaFitter, pca_params_bytes
+
+    array = load_embeddings(embeddings)
+    fitter = PcaFitter()
+    for start in range(0, len(array), 65536):
+        fitter.add(np.asarray(array[start : start + 65536]))
+    write_bytes_atomic(out, pca_params_bytes(*fitter.params()))
+    print(f"wrote PCA params fitted on {fitter.count} embeddings to {out}")

@@ -1,0 +1,1 @@
+"""vggish-rt runtime: NumPy + onnxruntime, no TensorFlow."""

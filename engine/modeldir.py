@@ -1,0 +1,93 @@
+"""Opening a model directory: the manifest, verified files, the PCA params.
+
+Every file is read through :meth:`ModelDirectory.read_verified`, which returns
+the bytes whose sha256 it checked, so what is verified is what is used. ONNX
+models are handed to onnxruntime as those bytes, never as a path, so a model
+cannot pull external data from anywhere, inside the directory or out of it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.manifest import check_file_name, read_manifest, sha256_bytes
+
+ENV_MODEL_DIR = "VGGISH_RT_MODEL"
+_SOURCE_TREE_MODELS = Path(__file__).resolve().parent.parent / "models" / "vggish"
+
+
+def default_model_dir() -> Path:
+    """Where a model is looked for when none is named.
+
+    ``$VGGISH_RT_MODEL`` if set, else ``./models/vggish`` if it exists, else the
+    ``models/vggish`` of the source tree this package runs from (an editable
+    install), else ``./models/vggish`` (which will then be reported missing).
+    """
+    if os.environ.get(ENV_MODEL_DIR):
+        return Path(os.environ[ENV_MODEL_DIR])
+    local = Path("models") / "vggish"
+    if local.is_dir() or not _SOURCE_TREE_MODELS.is_dir():
+        return local
+    return _SOURCE_TREE_MODELS
+
+
+class ModelDirectory:
+    """A verified view of one model directory (see interface.md for its files)."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        path = Path(path) if path is not None else default_model_dir()
+        if not path.is_dir():
+            hint = " (run `vggish-rt export --demo` to make the demo model)" if path == default_model_dir() else ""
+            raise VggishError(f"{path}: model directory not found{hint}")
+        self.path = path.resolve()
+        self.manifest: dict[str, Any] = read_manifest(self.path)
+
+    @property
+    def pretrained(self) -> bool:
+        return bool(self.manifest["pretrained"])
+
+    @property
+    def relu_output(self) -> bool:
+        return bool(self.manifest.get("relu_output", False))
+
+    def describe(self) -> str:
+        """One line naming the model and whether its weights mean anything."""
+        kind = "pretrained VGGish" if self.pretrained else "seeded demo model, NOT pretrained: its embeddings carry no meaning"
+        output = "post-ReLU output" if self.relu_output else "pre-activation output"
+        return f"{self.path}: {kind}; {output}"
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest["files"]
+
+    def read_verified(self, name: str) -> bytes:
+        """The bytes of file ``name``, after checking they match the manifest.
+
+        Refuses names the manifest does not list, symbolic links, anything that
+        resolves outside the directory, and checksum mismatches.
+        """
+        check_file_name(name, str(self.path))
+        entry = self.manifest["files"].get(name)
+        if entry is None:
+            raise VggishError(f"{self.path}: has no {name} (export it with `vggish-rt export`)")
+        file = self.path / name
+        if file.is_symlink() or file.resolve().parent != self.path:
+            raise VggishError(f"{file}: is a symbolic link or points outside the model directory; refused")
+        if not file.is_file():
+            raise VggishError(f"{file}: listed in the manifest but missing")
+        data = file.read_bytes()
+        if sha256_bytes(data) != entry["sha256"]:
+            raise VggishError(f"{file}: sha256 does not match the manifest (corrupt or altered file); refused")
+        return data
+
+    def verify_all(self) -> dict[str, str]:
+        """Check every listed file; returns name -> 'ok' or the problem."""
+        report = {}
+        for name in self.manifest["files"]:
+            try:
+                self.read_verified(name)
+                report[name] = "ok"
+            except VggishError as exc:
+                report[name] = str(exc)
+        return report

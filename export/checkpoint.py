@@ -1,0 +1,94 @@
+"""Finding, checking and fingerprinting a VGGish checkpoint (V1 single file or V2).
+
+A V1 checkpoint (the released ``vggish_model.ckpt``) is one file; a V2 one is a
+prefix with ``.index`` and ``.data-*`` files beside it. Either is named by the
+path a user would pass to ``Saver.restore``; ``X.index`` is accepted for a V2.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from vggish_rt.engine.errors import VggishError
+from vggish_rt.export.slim_graph import VARIABLE_SHAPES
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A located checkpoint: the path to restore from and the files it consists of."""
+
+    prefix: str
+    files: tuple[Path, ...]
+    version: int
+
+    @property
+    def name(self) -> str:
+        return Path(self.prefix).name
+
+    def sha256(self) -> str:
+        """sha256 of the checkpoint's bytes: the file itself for V1; for V2, its files in name order."""
+        digest = hashlib.sha256()
+        for file in self.files:
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
+
+def locate_checkpoint(path: str | Path) -> Checkpoint:
+    """Resolve a user-given checkpoint path, or raise VggishError saying what is missing."""
+    path = Path(path)
+    if path.suffix == ".index" and path.is_file():
+        path = path.with_suffix("")
+    index = Path(f"{path}.index")
+    if index.is_file():
+        data = sorted(path.parent.glob(f"{path.name}.data-*"))
+        if not data:
+            raise VggishError(f"{path}: V2 checkpoint has {index.name} but no .data-* file")
+        return Checkpoint(str(path), (index, *data), 2)
+    if path.is_file():
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise VggishError(f"{path}: checkpoint cannot be read ({exc.strerror})") from None
+        return Checkpoint(str(path), (path,), 1)
+    raise VggishError(f"{path}: no such checkpoint (neither a V1 file nor a V2 prefix with {index.name})")
+
+
+def check_variables(checkpoint: Checkpoint) -> None:
+    """Refuse a checkpoint lacking a VGGish variable or holding one of the wrong shape or dtype."""
+    try:
+        reader = tf.train.NewCheckpointReader(checkpoint.prefix)
+    except Exception as exc:  # TF raises DataLossError, NotFoundError, ... for unreadable files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VggishError(f"{checkpoint.prefix}: not a readable TensorFlow checkpoint ({first_line})") from None
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    for name, shape in VARIABLE_SHAPES.items():
+        if name not in shapes:
+            raise VggishError(f"{checkpoint.prefix}: lacks variable {name} (expected shape {list(shape)})")
+        if tuple(shapes[name]) != shape:
+            raise VggishError(f"{checkpoint.prefix}: variable {name} has shape {list(shapes[name])}, expected {list(shape)}")
+        if dtypes[name] != tf.float32:
+            raise VggishError(f"{checkpoint.prefix}: variable {name} has dtype {dtypes[name].name}, expected float32")
+        if not np.isfinite(reader.get_tensor(name)).all():
+            raise VggishError(f"{checkpoint.prefix}: variable {name} holds NaN or Inf")
+
+
+def write_checkpoint(path: Path, variables: dict[str, np.ndarray], version: int = 1) -> None:
+    """Save float32 ``variables`` (name -> array) as a V1 or V2 checkpoint at ``path``."""
+    graph = tf.Graph()
+    with graph.as_default(), tf.Session(graph=graph) as session:
+        # Variables start as zeros and are fed their values: embedding 289 MB of
+        # constants in the graph instead costs tens of seconds of protobuf copies.
+        tf_vars = [tf.Variable(tf.zeros(value.shape, tf.float32), name=name) for name, value in variables.items()]
+        session.run(tf.variables_initializer(tf_vars))
+        for var, value in zip(tf_vars, variables.values()):
+            var.load(np.asarray(value, np.float32), session)
+        saver = tf.train.Saver(tf_vars, write_version=tf.train.SaverDef.V1 if version == 1 else tf.train.SaverDef.V2)
+        saver.save(session, str(path), write_meta_graph=False, write_state=False)

@@ -1,0 +1,156 @@
+"""``vggish-rt export``: checkpoint -> verified model directory.
+
+Order of work: check every input (checkpoint variables, PCA file, target
+directory) before the long steps; restore and freeze; convert; check parity
+against TensorFlow and refuse to write on failure; derive the float16 model;
+write everything into a staging directory that replaces the target at the end.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from vggish_rt.engine import params
+from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.frontend import log_mel_examples
+from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameters, sha256_bytes, write_manifest
+from vggish_rt.engine.postprocess import PcaFitter, load_pca_params, pca_params_bytes
+from vggish_rt.engine.windows import cut_windows
+from vggish_rt.export.checkpoint import Checkpoint, check_variables, locate_checkpoint, write_checkpoint
+from vggish_rt.export.convert import OPSET, restore_and_freeze, to_float16, to_onnx
+from vggish_rt.export.demo import demo_audio, demo_variables
+from vggish_rt.export.parity import MAX_RELATIVE_ERROR, errors, parity_inputs, run_cases
+from vggish_rt.export.staging import check_target, staged_directory
+
+Report = Callable[[str], None]
+FP32_MODEL, FP16_MODEL, PCA_FILE = "vggish.onnx", "vggish.fp16.onnx", "pca_params.npz"
+
+
+def export_model(checkpoint_path: Path | str, out: Path, pca_params: Path | None = None,
+                 relu_output: bool = False, report: Report = lambda _: None) -> dict[str, Any]:
+    """Export a VGGish checkpoint (V1 or V2) into model directory ``out``; returns the manifest."""
+    pca = load_pca_params(Path(pca_params)) if pca_params is not None else None
+    check_target(Path(out))
+    checkpoint = locate_checkpoint(checkpoint_path)
+    check_variables(checkpoint)
+    return _export(checkpoint, Path(out), pca, relu_output, pretrained=True, report=report)
+
+
+def export_demo(out: Path, relu_output: bool = False, report: Report = lambda _: None) -> dict[str, Any]:
+    """Export the seeded demo model (NOT pretrained) and demo PCA params into ``out``."""
+    check_target(Path(out))
+    with tempfile.TemporaryDirectory(prefix="vggish-rt-demo-") as tmp:
+        report("writing the seeded demo checkpoint (He-scaled random weights, not pretrained)")
+        path = Path(tmp) / "vggish_demo.ckpt"
+        write_checkpoint(path, demo_variables(), version=1)
+        checkpoint = locate_checkpoint(path)
+        return _export(checkpoint, Path(out), None, relu_output, pretrained=False, report=report)
+
+
+def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray] | None,
+            relu_output: bool, pretrained: bool, report: Report) -> dict[str, Any]:
+    started = time.perf_counter()
+    cases = parity_inputs()
+    report(f"restoring {checkpoint.name} (V{checkpoint.version}) and freezing the graph")
+    frozen = restore_and_freeze(checkpoint, relu_output, cases)
+    report("converting with tf2onnx (about 2 minutes on 2 cores: it copies the 289 MB of weights many times)")
+    model = to_onnx(frozen.graph_def)
+    source = {"name": checkpoint.name, "sha256": checkpoint.sha256(), "version": checkpoint.version}
+    info = {"pretrained": pretrained, "relu_output": relu_output, "source_checkpoint_sha256": source["sha256"]}
+    fp32 = _serialize(model, info, "float32")
+
+    report("checking parity: onnxruntime CPU against TensorFlow")
+    ort_outputs = run_cases(fp32, cases)
+    parity = {case: errors(ort_outputs[case], frozen.tf_outputs[case]) for case in cases}
+    worst = max(parity, key=lambda case: parity[case]["relative"])
+    if not parity[worst]["relative"] <= MAX_RELATIVE_ERROR:
+        raise VggishError(f"parity check failed: onnxruntime differs from TensorFlow by relative error "
+                          f"{parity[worst]['relative']:.3g} on the {worst} case (limit {MAX_RELATIVE_ERROR}); nothing written")
+
+    report("deriving the float16 model and measuring its error")
+    fp16 = _serialize(to_float16(model), info, "float16")
+    fp16_outputs = run_cases(fp16, {"seeded": cases["seeded"]})
+    fp16_error = errors(fp16_outputs["seeded"], ort_outputs["seeded"])
+
+    if pca is None and not pretrained:
+        report("fitting demo PCA params on demo embeddings of generated audio")
+        pca = _fit_demo_pca(fp32)
+
+    files = {FP32_MODEL: fp32, FP16_MODEL: fp16}
+    if pca is not None:
+        files[PCA_FILE] = pca_params_bytes(*pca)
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "pretrained": pretrained, "demo": not pretrained, "relu_output": relu_output,
+        "output": "post-ReLU (pre-2020 reference)" if relu_output else "pre-activation (current reference)",
+        "source_checkpoint": source,
+        "files": {name: {"sha256": sha256_bytes(data), "bytes": len(data)} for name, data in files.items()},
+        "models": {FP32_MODEL: _io_description(model, "fp32"), FP16_MODEL: _io_description(model, "fp16")},
+        "frontend": frontend_parameters(),
+        "parity": {"fp32_vs_tensorflow": parity, "fp16_vs_fp32": fp16_error,
+                   "limit_relative": MAX_RELATIVE_ERROR, "provider": "CPUExecutionProvider"},
+        "tools": _tool_versions(),
+        "opset": OPSET,
+    }
+    report(f"writing {out}")
+    with staged_directory(out) as stage:
+        for name, data in files.items():
+            (stage / name).write_bytes(data)
+        write_manifest(stage, manifest)
+    report(f"done in {time.perf_counter() - started:.0f} s")
+    return manifest
+
+
+def _serialize(model: onnx.ModelProto, info: dict[str, Any], precision: str) -> bytes:
+    """Stamp producer and self-describing metadata onto ``model`` and serialize it."""
+    stamped = onnx.ModelProto()
+    stamped.CopyFrom(model)
+    stamped.producer_name, stamped.producer_version = "vggish-rt", _version("vggish-rt")
+    metadata = {
+        "description": "VGGish audio embedding: log-mel examples [N,96,64] -> embeddings [N,128]",
+        "inputs": f"{params.ONNX_FEATURES}: float32 [N,96,64] log-mel examples (log(mel + 0.01), 96 frames of 10 ms, 64 bands)",
+        "outputs": f"{params.ONNX_EMBEDDING}: float32 [N,128] embeddings",
+        "precision": precision,
+        "output_activation": "relu" if info["relu_output"] else "none (pre-activation)",
+        "pretrained": str(info["pretrained"]).lower(),
+        "source_checkpoint_sha256": info["source_checkpoint_sha256"],
+        **{f"frontend.{key}": str(value) for key, value in frontend_parameters().items()},
+    }
+    onnx.helper.set_model_props(stamped, metadata)
+    return stamped.SerializeToString()
+
+
+def _io_description(model: onnx.ModelProto, precision: str) -> dict[str, Any]:
+    def describe(value: onnx.ValueInfoProto) -> dict[str, Any]:
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        return {"name": value.name, "shape": dims, "dtype": "float32"}
+    return {"precision": precision, "inputs": [describe(v) for v in model.graph.input],
+            "outputs": [describe(v) for v in model.graph.output]}
+
+
+def _fit_demo_pca(fp32: bytes) -> tuple[np.ndarray, np.ndarray]:
+    examples = np.concatenate([log_mel_examples(cut_windows(clip)) for clip in demo_audio()])
+    embeddings = run_cases(fp32, {"demo": examples})["demo"]
+    fitter = PcaFitter()
+    fitter.add(embeddings)
+    return fitter.params()
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _tool_versions() -> dict[str, str]:
+    return {name: _version(name) for name in
+            ("vggish-rt", "tensorflow-cpu", "tensorflow", "tf-slim", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy")
+            if _version(name) != "unknown"}

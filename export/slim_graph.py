@@ -1,0 +1,71 @@
+"""The seed's VGGish TF-slim graph and checkpoint loader (TF2 via compat.v1 + tf_slim).
+
+``define_vggish_slim`` is the reference's definition line for line, with one
+flag: ``relu_output`` applies a ReLU to fc2 as the pre-August-2020 reference
+did (the seed notebook's non-negative embeddings). Everything here builds ops
+in the current default graph, under the scope ``vggish/``.
+"""
+from __future__ import annotations
+
+import tensorflow.compat.v1 as tf
+import tf_slim as slim
+
+from vggish_rt.engine import params
+
+INIT_STDDEV = 0.01  # the reference's weight initialiser; overwritten by any restore
+
+# The released checkpoint's variables (weights HWIO for convs, [in, out] for fc).
+VARIABLE_SHAPES: dict[str, tuple[int, ...]] = {}
+for _scope, _shape in [
+    ("conv1", (3, 3, 1, 64)), ("conv2", (3, 3, 64, 128)),
+    ("conv3/conv3_1", (3, 3, 128, 256)), ("conv3/conv3_2", (3, 3, 256, 256)),
+    ("conv4/conv4_1", (3, 3, 256, 512)), ("conv4/conv4_2", (3, 3, 512, 512)),
+    ("fc1/fc1_1", (12288, 4096)), ("fc1/fc1_2", (4096, 4096)), ("fc2", (4096, 128)),
+]:
+    VARIABLE_SHAPES[f"vggish/{_scope}/weights"] = _shape
+    VARIABLE_SHAPES[f"vggish/{_scope}/biases"] = (_shape[-1],)
+
+
+def define_vggish_slim(features_tensor: tf.Tensor | None = None, training: bool = False,
+                       relu_output: bool = False) -> tf.Tensor:
+    """Define VGGish in the default graph; returns the op ``vggish/embedding``.
+
+    Input: ``features_tensor`` or a placeholder ``vggish/input_features``,
+    float32 [batch, 96, 64] log-mel examples. Output: float32 [batch, 128],
+    pre-activation unless ``relu_output``.
+    """
+    with slim.arg_scope([slim.conv2d, slim.fully_connected],
+                        weights_initializer=tf.truncated_normal_initializer(stddev=INIT_STDDEV),
+                        biases_initializer=tf.zeros_initializer(),
+                        activation_fn=tf.nn.relu,
+                        trainable=training), \
+         slim.arg_scope([slim.conv2d], kernel_size=[3, 3], stride=1, padding="SAME"), \
+         slim.arg_scope([slim.max_pool2d], kernel_size=[2, 2], stride=2, padding="SAME"), \
+         tf.variable_scope("vggish"):
+        if features_tensor is None:
+            features_tensor = tf.placeholder(tf.float32, shape=(None, params.NUM_FRAMES, params.NUM_BANDS),
+                                             name="input_features")
+        net = tf.reshape(features_tensor, [-1, params.NUM_FRAMES, params.NUM_BANDS, 1])
+        net = slim.conv2d(net, 64, scope="conv1")
+        net = slim.max_pool2d(net, scope="pool1")
+        net = slim.conv2d(net, 128, scope="conv2")
+        net = slim.max_pool2d(net, scope="pool2")
+        net = slim.repeat(net, 2, slim.conv2d, 256, scope="conv3")
+        net = slim.max_pool2d(net, scope="pool3")
+        net = slim.repeat(net, 2, slim.conv2d, 512, scope="conv4")
+        net = slim.max_pool2d(net, scope="pool4")
+        net = slim.flatten(net)
+        net = slim.repeat(net, 2, slim.fully_connected, 4096, scope="fc1")
+        net = slim.fully_connected(net, params.EMBEDDING_SIZE, scope="fc2",
+                                   activation_fn=tf.nn.relu if relu_output else None)
+        return tf.identity(net, name="embedding")
+
+
+def load_vggish_slim_checkpoint(session: tf.Session, checkpoint_path: str) -> None:
+    """Restore only the VGGish variables from a V1 or V2 checkpoint (the seed's loader)."""
+    with tf.Graph().as_default():
+        define_vggish_slim(training=False)
+        vggish_var_names = [v.name for v in tf.global_variables()]
+    vggish_vars = [v for v in tf.global_variables() if v.name in vggish_var_names]
+    saver = tf.train.Saver(vggish_vars, name="vggish_load_pretrained", write_version=1)
+    saver.restore(session, checkpoint_path)

@@ -1,0 +1,85 @@
+"""Shared fixtures. Exported models are made once per test session (each export
+converts the full 289 MB model with tf2onnx: about 2 minutes on 2 cores)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vggish_rt.engine.postprocess import pca_params_bytes
+
+RNG_SEED = 1234
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m vggish_rt.cli ARGS`` and capture its output."""
+    return subprocess.run([sys.executable, "-m", "vggish_rt.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=1800)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:
+    """Exit code ``code``, and stderr's last line is one ``error:`` line holding every fragment."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
+def random_variables(seed: int) -> dict[str, np.ndarray]:
+    """He-scaled random weights in the released layout (independent of the demo's generator)."""
+    from vggish_rt.export.slim_graph import VARIABLE_SHAPES
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in VARIABLE_SHAPES.items():
+        fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+        scale = np.sqrt(2.0 / fan_in) if len(shape) > 1 else 0.05
+        out[name] = (rng.standard_normal(shape) * scale).astype(np.float32)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model directory, made by `vggish-rt export --demo` (or $VGGISH_RT_TEST_DEMO_MODEL, to iterate locally)."""
+    if os.environ.get("VGGISH_RT_TEST_DEMO_MODEL"):
+        return Path(os.environ["VGGISH_RT_TEST_DEMO_MODEL"])
+    out = tmp_path_factory.mktemp("demo") / "vggish"
+    result = run_cli("export", "--demo", "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def v1_export(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A V1 checkpoint and PCA file written by the test, exported; with the variables used."""
+    from vggish_rt.export.checkpoint import write_checkpoint
+    from vggish_rt.export.exporter import export_model
+
+    tmp = tmp_path_factory.mktemp("v1")
+    variables = random_variables(RNG_SEED)
+    write_checkpoint(tmp / "vggish_model.ckpt", variables, version=1)
+    rng = np.random.default_rng(7)
+    pca = (rng.standard_normal((128, 128)), rng.standard_normal((128, 1)))
+    (tmp / "pca.npz").write_bytes(pca_params_bytes(*pca))
+    manifest = export_model(tmp / "vggish_model.ckpt", tmp / "model", pca_params=tmp / "pca.npz")
+    return {"dir": tmp / "model", "checkpoint": tmp / "vggish_model.ckpt", "manifest": manifest,
+            "variables": variables, "pca": pca}
+
+
+def tf_embeddings(checkpoint: Path, features: np.ndarray, relu_output: bool = False) -> np.ndarray:
+    """TensorFlow's own output: the seed's graph, restored from ``checkpoint``, run on ``features``."""
+    import tensorflow.compat.v1 as tf
+
+    from vggish_rt.export.slim_graph import define_vggish_slim, load_vggish_slim_checkpoint
+
+    tf.disable_v2_behavior()
+    with tf.Graph().as_default() as graph, tf.Session(graph=graph) as session:
+        embedding = define_vggish_slim(training=False, relu_output=relu_output)
+        load_vggish_slim_checkpoint(session, str(checkpoint))
+        return session.run(embedding, {graph.get_tensor_by_name("vggish/input_features:0"): features})
