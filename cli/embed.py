@@ -10,7 +10,6 @@ import typer
 
 from vggish_rt.cli.app import ModelOption, app
 from vggish_rt.cli.progress import progress_bar
-from vggish_rt.engine.errors import VggishError
 
 InputsArgument = Annotated[list[str], typer.Argument(
     help="Audio files, directories (recursive), @list.txt files, or spectrograms (.npy [N,96,64], raw float64 .dat).",
@@ -44,6 +43,8 @@ def embed(
     resampler: ResamplerOption = "soxr",
     postprocess: Annotated[bool, typer.Option(help="Apply the model's PCA, whitening and 8-bit quantization (uint8 output).")] = False,
     relu: Annotated[bool, typer.Option(help="Apply ReLU to the embeddings (the pre-2020 reference; a deviation).")] = False,
+    frontend: Annotated[str, typer.Option(help="Audio frontend: onnx (inside the e2e graph, on the GPU if any) or numpy (CPU).")] = "onnx",
+    pool: Annotated[str, typer.Option(help="none: one row per 0.96 s example; mean: one row per input file.")] = "none",
     on_error: Annotated[str, typer.Option(help="fail: stop at the first bad input; skip: finish, list failures, exit 1.")] = "fail",
 ) -> None:
     """Embed audio or spectrograms into one output file."""
@@ -51,23 +52,21 @@ def embed(
     from vggish_rt.engine.inputs import expand_inputs
     from vggish_rt.engine.job import JobOptions, run_job
     from vggish_rt.engine.postprocess import Postprocessor
+    from vggish_rt.engine.sources import WindowOptions
 
-    if on_error not in ("fail", "skip"):
-        raise VggishError(f"--on-error {on_error!r}: expected fail or skip")
     sources = expand_inputs(inputs)
-    embedder = Embedder(model, device=device, precision=precision, batch_size=batch_size, relu=relu)
+    embedder = Embedder(model, device=device, precision=precision, batch_size=batch_size, relu=relu, frontend=frontend)
     embedder.warn_if_demo()
     postprocessor = None
     if postprocess:
         postprocessor = Postprocessor.from_file(embedder.model.read_verified("pca_params.npz"),
                                                 f"{embedder.model.path}/pca_params.npz")
-    options = JobOptions(hop=_hop(hop), pad_short=pad_short, pad_tail=pad_tail, resampler=resampler,
-                         postprocessor=postprocessor, on_error=on_error)
+    options = JobOptions(WindowOptions(_hop(hop), pad_short, pad_tail, resampler), postprocessor, pool, on_error)
     with progress_bar("embedding") as advance:
         result = run_job(sources, out, embedder, options, advance)
     for path in result.short_inputs:
         print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
-    for path, reason in result.failures:
+    for _, reason in result.failures:
         print(f"failed: {reason}", file=sys.stderr)
     print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out} "
           f"({embedder.placement}, {precision})")
@@ -88,7 +87,9 @@ def features(
     from vggish_rt.engine.features import write_features
     from vggish_rt.engine.inputs import expand_inputs
 
-    count = write_features(expand_inputs(inputs), out, _hop(hop), pad_short, pad_tail, resampler)
+    from vggish_rt.engine.sources import WindowOptions
+
+    count = write_features(expand_inputs(inputs), out, WindowOptions(_hop(hop), pad_short, pad_tail, resampler))
     print(f"wrote {count} log-mel examples to {out}")
 
 

@@ -8,6 +8,7 @@ reference's resampler, when installed).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +18,53 @@ from vggish_rt.engine import params
 from vggish_rt.engine.errors import VggishError
 
 RESAMPLERS = ("soxr", "resampy")
-MAX_SAMPLE_RATE = 1_000_000  # Hz; anything above is a corrupt header, not audio
+MIN_SAMPLE_RATE = 1_000      # Hz; outside this range a header is corrupt, not audio
+MAX_SAMPLE_RATE = 1_000_000
 
 
 def read_info(path: Path) -> sf._SoundFileInfo:
-    """libsndfile's header info, or a VggishError naming the file and the cause."""
+    """libsndfile's header info, or a VggishError naming the file and the cause.
+
+    Refuses files libsndfile cannot open, sample rates outside
+    [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], files with no samples, and WAV files
+    whose data chunk is shorter than their header declares (libsndfile would
+    silently return the shorter audio).
+    """
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise VggishError(f"{path}: empty file")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise VggishError(f"{path}: not readable audio ({_cause(exc)})") from None
-    if not 0 < info.samplerate <= MAX_SAMPLE_RATE:
-        raise VggishError(f"{path}: absurd sample rate {info.samplerate} Hz")
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise VggishError(f"{path}: absurd sample rate {info.samplerate} Hz "
+                          f"(accepted: {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)")
     if info.channels < 1:
         raise VggishError(f"{path}: has no channels")
+    if info.frames == 0:
+        raise VggishError(f"{path}: holds no audio samples (header only)")
+    if info.format in ("WAV", "WAVEX"):
+        _check_wav_data_size(Path(path))
     return info
+
+
+def _check_wav_data_size(path: Path) -> None:
+    """Refuse a RIFF WAV whose 'data' chunk declares more bytes than the file holds."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(12)[8:12] != b"WAVE":
+            return
+        position = 12
+        while position + 8 <= size:
+            f.seek(position)
+            chunk_id, chunk_size = f.read(4), int.from_bytes(f.read(4), "little")
+            if chunk_id == b"data":
+                held = size - position - 8
+                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > held:
+                    raise VggishError(f"{path}: truncated: the header declares {chunk_size} bytes of audio, "
+                                      f"the file holds {held}")
+                return
+            position += 8 + chunk_size + (chunk_size & 1)
 
 
 def resample(waveform: np.ndarray, rate: int, resampler: str = "soxr") -> np.ndarray:
@@ -50,21 +84,53 @@ def resample(waveform: np.ndarray, rate: int, resampler: str = "soxr") -> np.nda
     raise VggishError(f"--resampler {resampler!r}: expected one of {', '.join(RESAMPLERS)}")
 
 
-def load_audio(path: Path, resampler: str = "soxr") -> np.ndarray:
-    """Decode ``path`` -> float32 [S] mono samples at 16 kHz.
+BLOCK_SECONDS = 60.0  # decoded per step: a 10-hour file never sits in memory whole
 
-    Raises VggishError for unreadable files and for NaN or Inf samples.
+
+def _mono(block: np.ndarray, path: Path) -> np.ndarray:
+    """[frames, channels] float32 -> [frames], channels averaged; refuses NaN and Inf."""
+    if not np.isfinite(block).all():
+        raise VggishError(f"{path}: holds NaN or Inf samples")
+    return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+
+
+def iter_audio(path: Path, resampler: str = "soxr", block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """Decode ``path`` block by block -> float32 [S_i] mono samples at 16 kHz.
+
+    soxr resamples as a stream, so memory stays near one block whatever the
+    file's length; resampy has no streaming form, so with it the file is
+    decoded whole. Raises VggishError for unreadable files and NaN/Inf samples.
     """
     path = Path(path)
     info = read_info(path)
+    if resampler not in RESAMPLERS:
+        raise VggishError(f"--resampler {resampler!r}: expected one of {', '.join(RESAMPLERS)}")
     try:
-        data = sf.read(str(path), dtype="float32", always_2d=True)[0]
+        with sf.SoundFile(str(path)) as f:
+            if resampler == "resampy":
+                yield resample(_mono(f.read(dtype="float32", always_2d=True), path), info.samplerate, resampler)
+                return
+            stream = None
+            if info.samplerate != params.SAMPLE_RATE:
+                import soxr
+
+                stream = soxr.ResampleStream(info.samplerate, params.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+            frames = max(1, int(block_seconds * info.samplerate))
+            while True:
+                block = f.read(frames, dtype="float32", always_2d=True)
+                last = len(block) < frames
+                mono = _mono(block, path)
+                yield stream.resample_chunk(mono, last=last) if stream is not None else mono
+                if last:
+                    return
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise VggishError(f"{path}: cannot decode ({_cause(exc)})") from None
-    if not np.isfinite(data).all():
-        raise VggishError(f"{path}: holds NaN or Inf samples")
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    return resample(mono, info.samplerate, resampler)
+
+
+def load_audio(path: Path, resampler: str = "soxr") -> np.ndarray:
+    """Decode ``path`` whole -> float32 [S] mono samples at 16 kHz (see :func:`iter_audio`)."""
+    blocks = list(iter_audio(path, resampler))
+    return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
 
 
 def _cause(exc: Exception) -> str:

@@ -2,6 +2,7 @@
 
     emb = Embedder(model_dir=None, device="auto", precision="fp32", batch_size=None)
     emb.embed_examples(x)          # float [N,96,64] log-mel -> float32 [N,128]
+    emb.embed_windows(w)           # float [N,15600] 16 kHz windows -> float32 [N,128]
     emb.embed_waveform(wave, sr)   # -> (float32 [N,128], start_s float64 [N])
     emb.embed_files(paths)         # yields FileEmbeddings, file by file, in order
 """
@@ -11,18 +12,22 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.engine.audio import load_audio, resample
+from vggish_rt.engine.audio import resample
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.modeldir import ModelDirectory
 from vggish_rt.engine.session import as_float32, create_session, resolve_placement
-from vggish_rt.engine.windows import DEFAULT_HOP, Hop, cut_windows, window_times
+from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks
+from vggish_rt.engine.windows import cut_windows, window_times
 
-MODEL_FILES = {"fp32": "vggish.onnx", "fp16": "vggish.fp16.onnx", "int8": "vggish.int8.onnx"}
+NETWORK_FILES = {"fp32": "vggish.onnx", "fp16": "vggish.fp16.onnx", "int8": "vggish.int8.onnx"}
+E2E_FILES = {"fp32": "vggish.e2e.onnx", "fp16": "vggish.e2e.fp16.onnx", "int8": "vggish.e2e.int8.onnx"}
+FRONTENDS = ("onnx", "numpy")
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}
 
 
@@ -37,35 +42,57 @@ class FileEmbeddings:
 
 
 class Embedder:
-    """VGGish embeddings from log-mel examples, waveforms or audio files.
+    """VGGish embeddings from log-mel examples, audio windows, waveforms or files.
 
     ``device``: 'auto', 'cpu', 'cuda' or 'cuda:0,1'. ``precision``: 'fp32',
-    'fp16' or 'int8' (the model directory must hold that file). ``relu``
-    applies the pre-2020 reference's ReLU to the output (a deviation from the
-    current reference; off by default). ``batch_size`` defaults to 64 on the
-    CPU and 1024 on a GPU.
+    'fp16' or 'int8' (the model directory must hold that file). ``frontend``:
+    'onnx' runs the log-mel frontend inside the end-to-end graph (on the GPU when
+    there is one), 'numpy' runs the NumPy frontend on the CPU and feeds log-mel
+    to the network. ``relu`` applies the pre-2020 reference's ReLU to the output
+    (a deviation from the current reference; off by default). ``batch_size``
+    defaults to 64 on the CPU and 1024 on a GPU.
     """
 
     def __init__(self, model_dir: Path | str | None = None, device: str = "auto", precision: str = "fp32",
                  batch_size: int | None = None, device_ids: list[int] | None = None, relu: bool = False,
-                 threads: int | None = None) -> None:
-        if precision not in MODEL_FILES:
-            raise VggishError(f"--precision {precision!r}: expected one of {', '.join(MODEL_FILES)}")
+                 frontend: str = "onnx", threads: int | None = None) -> None:
+        if precision not in NETWORK_FILES:
+            raise VggishError(f"--precision {precision!r}: expected one of {', '.join(NETWORK_FILES)}")
+        if frontend not in FRONTENDS:
+            raise VggishError(f"--frontend {frontend!r}: expected one of {', '.join(FRONTENDS)}")
         if batch_size is not None and batch_size < 1:
             raise VggishError(f"--batch-size must be at least 1, got {batch_size}")
         self.model = ModelDirectory(model_dir)
         self.placement = resolve_placement(device, device_ids)
-        self.precision = precision
-        self.relu = relu
+        self.precision, self.frontend, self.relu, self.threads = precision, frontend, relu, threads
         self.batch_size = batch_size or DEFAULT_BATCH[self.placement.kind]
-        model_bytes = self.model.read_verified(MODEL_FILES[precision])
-        ids = self.placement.device_ids or (0,)
-        self.sessions = [create_session(model_bytes, self.placement.kind, i, threads) for i in ids]
+        for name in (NETWORK_FILES[precision], *([E2E_FILES[precision]] if frontend == "onnx" else [])):
+            if not self.model.has(name):
+                raise VggishError(f"{self.model.path}: has no {name} for --precision {precision}"
+                                  f"{' --frontend onnx' if name in E2E_FILES.values() else ''}; re-export the model "
+                                  f"or choose another precision{' or --frontend numpy' if name in E2E_FILES.values() else ''}")
+        self._sessions: dict[str, list] = {}
 
-    def warn_if_demo(self, stream=sys.stderr) -> None:
+    def _sessions_for(self, name: str) -> list:
+        """One session per device for model file ``name``, created on first use."""
+        if name not in self._sessions:
+            data = self.model.read_verified(name)
+            ids = self.placement.device_ids or (0,)
+            self._sessions[name] = [create_session(data, self.placement.kind, i, self.threads) for i in ids]
+        return self._sessions[name]
+
+    def warn_if_demo(self, stream: TextIO = sys.stderr) -> None:
         """Say once, on ``stream``, when the model is the demo model (not pretrained)."""
         if not self.model.pretrained:
             print(f"note: {self.model.describe()}", file=stream)
+
+    def _run(self, name: str, input_name: str, batch_input: np.ndarray) -> np.ndarray:
+        session = self._sessions_for(name)[0]
+        out = np.empty((len(batch_input), params.EMBEDDING_SIZE), np.float32)
+        for start in range(0, len(batch_input), self.batch_size):
+            batch = as_float32(batch_input[start : start + self.batch_size])
+            out[start : start + len(batch)] = session.run(None, {input_name: batch})[0]
+        return np.maximum(out, 0.0, out=out) if self.relu else out
 
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """Log-mel examples, any float dtype [N,96,64] -> float32 embeddings [N,128]."""
@@ -75,27 +102,41 @@ class Embedder:
             raise VggishError(f"examples must have shape [N, {expected[0]}, {expected[1]}], got {list(examples.shape)}")
         if examples.dtype.kind != "f":
             raise VggishError(f"examples must be floating point, got {examples.dtype}")
-        out = np.empty((len(examples), params.EMBEDDING_SIZE), np.float32)
-        session = self.sessions[0]
-        for start in range(0, len(examples), self.batch_size):
-            batch = as_float32(examples[start : start + self.batch_size])
-            out[start : start + len(batch)] = session.run(None, {params.ONNX_FEATURES: batch})[0]
-        return np.maximum(out, 0.0, out=out) if self.relu else out
+        return self._run(NETWORK_FILES[self.precision], params.ONNX_FEATURES, examples)
 
-    def embed_waveform(self, waveform: np.ndarray, sample_rate: int, hop: Hop = DEFAULT_HOP,
-                       pad_short: bool = False, pad_tail: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+        """16 kHz windows float [N,15600] -> float32 embeddings [N,128], through the chosen frontend."""
+        windows = np.asarray(windows)
+        if windows.ndim != 2 or windows.shape[1] != params.EXAMPLE_SAMPLES:
+            raise VggishError(f"windows must have shape [N, {params.EXAMPLE_SAMPLES}], got {list(windows.shape)}")
+        if self.frontend == "numpy":
+            return self.embed_examples(log_mel_examples(windows))
+        return self._run(E2E_FILES[self.precision], params.ONNX_WAVEFORM, windows)
+
+    def embed_block(self, block: Block) -> np.ndarray:
+        """Embeddings float32 [n,128] for a block from :mod:`vggish_rt.engine.sources`."""
+        return self.embed_examples(block.examples) if block.windows is None else self.embed_windows(block.windows)
+
+    def embed_waveform(self, waveform: np.ndarray, sample_rate: int,
+                       options: WindowOptions = WindowOptions()) -> tuple[np.ndarray, np.ndarray]:
         """Mono samples [S] in [-1, 1] at ``sample_rate`` Hz -> (float32 [N,128], start_s float64 [N])."""
         waveform = np.asarray(waveform, np.float32)
         if waveform.ndim != 1:
             raise VggishError(f"waveform must be mono, shape [S], got {list(waveform.shape)}")
-        windows = cut_windows(resample(waveform, int(sample_rate)), hop, pad_short, pad_tail)
-        start_s, _ = window_times(len(windows), hop)
-        return self.embed_examples(log_mel_examples(windows)), start_s
+        if not np.isfinite(waveform).all():
+            raise VggishError("waveform holds NaN or Inf samples")
+        windows = cut_windows(resample(waveform, int(sample_rate), options.resampler), options.hop,
+                              options.pad_short, options.pad_tail)
+        start_s, _ = window_times(len(windows), options.hop)
+        return self.embed_windows(windows), start_s
 
-    def embed_files(self, paths: Iterable[Path | str], hop: Hop = DEFAULT_HOP, pad_short: bool = False,
-                    pad_tail: bool = False, resampler: str = "soxr") -> Iterator[FileEmbeddings]:
-        """Decode, window and embed each file in turn; yields one FileEmbeddings per file, in order."""
+    def embed_files(self, paths: Iterable[Path | str], options: WindowOptions = WindowOptions()) -> Iterator[FileEmbeddings]:
+        """Decode, window and embed each audio file in turn; yields one FileEmbeddings per file, in order."""
         for path in paths:
-            windows = cut_windows(load_audio(Path(path), resampler), hop, pad_short, pad_tail)
-            start_s, end_s = window_times(len(windows), hop)
-            yield FileEmbeddings(Path(path), self.embed_examples(log_mel_examples(windows)), start_s, end_s)
+            blocks = list(audio_blocks(Path(path), options))
+            if not blocks:
+                empty = np.empty(0)
+                yield FileEmbeddings(Path(path), np.empty((0, params.EMBEDDING_SIZE), np.float32), empty, empty)
+                continue
+            yield FileEmbeddings(Path(path), np.concatenate([self.embed_block(b) for b in blocks]),
+                                 np.concatenate([b.start_s for b in blocks]), np.concatenate([b.end_s for b in blocks]))

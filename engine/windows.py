@@ -84,3 +84,46 @@ def window_times(count: int, hop: Hop = DEFAULT_HOP, offset_samples: int = 0) ->
     """(start_s, end_s), float64 [count] each, for windows cut with ``hop``."""
     start = (offset_samples + np.arange(count, dtype=np.int64) * hop.samples) / params.SAMPLE_RATE
     return start, start + params.EXAMPLE_WINDOW_SECONDS
+
+
+class WindowStream:
+    """Cuts windows from 16 kHz audio arriving in blocks; the same windows as
+    :func:`cut_windows` on the whole signal, with memory bounded by one block.
+
+    ``push(samples)`` returns the windows completed so far (float32 [k, 15600]);
+    ``finish()`` returns the padded windows that ``pad_short``/``pad_tail`` add.
+    ``emitted`` counts windows returned, so window i starts at ``i * hop.samples``.
+    """
+
+    def __init__(self, hop: Hop = DEFAULT_HOP, pad_short: bool = False, pad_tail: bool = False) -> None:
+        self.hop, self.pad_short, self.pad_tail = hop, pad_short, pad_tail
+        self.emitted = 0
+        self.total_samples = 0
+        self._buffer = np.empty(0, np.float32)  # starts at the next window's first sample
+        self._skip = 0                           # samples to drop before the next window (hop > window)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        samples = np.asarray(samples, np.float32)
+        self.total_samples += len(samples)
+        dropped = min(self._skip, len(samples))
+        self._skip -= dropped
+        buffer = np.concatenate([self._buffer, samples[dropped:]])
+        if len(buffer) < params.EXAMPLE_SAMPLES:
+            self._buffer = buffer
+            return np.empty((0, params.EXAMPLE_SAMPLES), np.float32)
+        count = 1 + (len(buffer) - params.EXAMPLE_SAMPLES) // self.hop.samples
+        windows = np.array(cut_windows(buffer, self.hop)[:count])
+        consumed = count * self.hop.samples
+        self._skip = max(0, consumed - len(buffer))
+        self._buffer = buffer[consumed:].copy()
+        self.emitted += count
+        return windows
+
+    def finish(self) -> np.ndarray:
+        extra = count_windows(self.total_samples, self.hop, self.pad_short, self.pad_tail) - self.emitted
+        if extra <= 0:
+            return np.empty((0, params.EXAMPLE_SAMPLES), np.float32)
+        padded = np.zeros((extra - 1) * self.hop.samples + params.EXAMPLE_SAMPLES, np.float32)
+        padded[: len(self._buffer)] = self._buffer
+        self.emitted += extra
+        return np.array(cut_windows(padded, self.hop)[:extra])

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow.compat.v1 as tf
 
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.export.slim_graph import VARIABLE_SHAPES
+from vggish_rt.export.tf_compat import tf_v1
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ def locate_checkpoint(path: str | Path) -> Checkpoint:
 
 def check_variables(checkpoint: Checkpoint) -> None:
     """Refuse a checkpoint lacking a VGGish variable or holding one of the wrong shape or dtype."""
+    tf = tf_v1()
     try:
         reader = tf.train.NewCheckpointReader(checkpoint.prefix)
     except Exception as exc:  # TF raises DataLossError, NotFoundError, ... for unreadable files
@@ -82,6 +83,7 @@ def check_variables(checkpoint: Checkpoint) -> None:
 
 def write_checkpoint(path: Path, variables: dict[str, np.ndarray], version: int = 1) -> None:
     """Save float32 ``variables`` (name -> array) as a V1 or V2 checkpoint at ``path``."""
+    tf = tf_v1()
     graph = tf.Graph()
     with graph.as_default(), tf.Session(graph=graph) as session:
         # Variables start as zeros and are fed their values: embedding 289 MB of
@@ -89,6 +91,7 @@ def write_checkpoint(path: Path, variables: dict[str, np.ndarray], version: int 
         tf_vars = [tf.Variable(tf.zeros(value.shape, tf.float32), name=name) for name, value in variables.items()]
         session.run(tf.variables_initializer(tf_vars))
         for var, value in zip(tf_vars, variables.values()):
-            var.load(np.asarray(value, np.float32), session)
+            feed = tf.placeholder(tf.float32, value.shape)
+            session.run(var.assign(feed), {feed: np.asarray(value, np.float32)})
         saver = tf.train.Saver(tf_vars, write_version=tf.train.SaverDef.V1 if version == 1 else tf.train.SaverDef.V2)
         saver.save(session, str(path), write_meta_graph=False, write_state=False)

@@ -6,7 +6,6 @@ open, so the reference outputs come from the seed's own graph and variables.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,13 +29,10 @@ class FrozenModel:
 
 def restore_and_freeze(checkpoint: Checkpoint, relu_output: bool, parity_inputs: dict[str, np.ndarray]) -> FrozenModel:
     """Define the seed's graph, restore only VGGish variables, run TF on ``parity_inputs``, freeze."""
-    import tensorflow.compat.v1 as tf
-
     from vggish_rt.export.slim_graph import define_vggish_slim, load_vggish_slim_checkpoint
+    from vggish_rt.export.tf_compat import tf_v1
 
-    tf.disable_v2_behavior()
-    tf.get_logger().setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"(tf_slim|tensorflow)\.")
+    tf = tf_v1()
     graph = tf.Graph()
     with graph.as_default(), tf.Session(graph=graph) as session:
         embedding = define_vggish_slim(training=False, relu_output=relu_output)

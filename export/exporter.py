@@ -7,6 +7,7 @@ write everything into a staging directory that replaces the target at the end.
 """
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import tempfile
 import time
@@ -25,12 +26,15 @@ from vggish_rt.engine.postprocess import PcaFitter, load_pca_params, pca_params_
 from vggish_rt.engine.windows import cut_windows
 from vggish_rt.export.checkpoint import Checkpoint, check_variables, locate_checkpoint, write_checkpoint
 from vggish_rt.export.convert import OPSET, restore_and_freeze, to_float16, to_onnx
-from vggish_rt.export.demo import demo_audio, demo_variables
+from vggish_rt.export.demo import DEMO_SEED, demo_audio, demo_variables
+from vggish_rt.export.frontend_graph import end_to_end, frontend_model
 from vggish_rt.export.parity import MAX_RELATIVE_ERROR, errors, parity_inputs, run_cases
 from vggish_rt.export.staging import check_target, staged_directory
 
 Report = Callable[[str], None]
 FP32_MODEL, FP16_MODEL, PCA_FILE = "vggish.onnx", "vggish.fp16.onnx", "pca_params.npz"
+E2E_MODEL, E2E_FP16_MODEL = "vggish.e2e.onnx", "vggish.e2e.fp16.onnx"
+E2E_MAX_LOG_MEL_ERROR, E2E_MAX_RELATIVE_ERROR = 1e-3, 1e-4
 
 
 def export_model(checkpoint_path: Path | str, out: Path, pca_params: Path | None = None,
@@ -62,28 +66,38 @@ def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray
     frozen = restore_and_freeze(checkpoint, relu_output, cases)
     report("converting with tf2onnx (about 2 minutes on 2 cores: it copies the 289 MB of weights many times)")
     model = to_onnx(frozen.graph_def)
+    tf_outputs = frozen.tf_outputs
+    del frozen  # the frozen GraphDef holds another 289 MB
+    gc.collect()
     source = {"name": checkpoint.name, "sha256": checkpoint.sha256(), "version": checkpoint.version}
     info = {"pretrained": pretrained, "relu_output": relu_output, "source_checkpoint_sha256": source["sha256"]}
     fp32 = _serialize(model, info, "float32")
 
     report("checking parity: onnxruntime CPU against TensorFlow")
     ort_outputs = run_cases(fp32, cases)
-    parity = {case: errors(ort_outputs[case], frozen.tf_outputs[case]) for case in cases}
+    parity = {case: errors(ort_outputs[case], tf_outputs[case]) for case in cases}
     worst = max(parity, key=lambda case: parity[case]["relative"])
     if not parity[worst]["relative"] <= MAX_RELATIVE_ERROR:
         raise VggishError(f"parity check failed: onnxruntime differs from TensorFlow by relative error "
                           f"{parity[worst]['relative']:.3g} on the {worst} case (limit {MAX_RELATIVE_ERROR}); nothing written")
 
     report("deriving the float16 model and measuring its error")
-    fp16 = _serialize(to_float16(model), info, "float16")
+    half = to_float16(model)
+    fp16 = _serialize(half, info, "float16")
     fp16_outputs = run_cases(fp16, {"seeded": cases["seeded"]})
     fp16_error = errors(fp16_outputs["seeded"], ort_outputs["seeded"])
+
+    report("composing the end-to-end models (frontend inside) and checking them against the NumPy frontend")
+    e2e_models = {E2E_MODEL: end_to_end(model), E2E_FP16_MODEL: end_to_end(half)}
+    e2e = {name: _serialize(m, info, "float32" if name == E2E_MODEL else "float16", waveform_input=True)
+           for name, m in e2e_models.items()}
+    e2e_parity = _check_end_to_end(e2e[E2E_MODEL], fp32)
 
     if pca is None and not pretrained:
         report("fitting demo PCA params on demo embeddings of generated audio")
         pca = _fit_demo_pca(fp32)
 
-    files = {FP32_MODEL: fp32, FP16_MODEL: fp16}
+    files = {FP32_MODEL: fp32, FP16_MODEL: fp16, **e2e}
     if pca is not None:
         files[PCA_FILE] = pca_params_bytes(*pca)
     manifest = {
@@ -92,9 +106,10 @@ def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray
         "output": "post-ReLU (pre-2020 reference)" if relu_output else "pre-activation (current reference)",
         "source_checkpoint": source,
         "files": {name: {"sha256": sha256_bytes(data), "bytes": len(data)} for name, data in files.items()},
-        "models": {FP32_MODEL: _io_description(model, "fp32"), FP16_MODEL: _io_description(model, "fp16")},
+        "models": {FP32_MODEL: _io_description(model, "fp32"), FP16_MODEL: _io_description(model, "fp16"),
+                   **{name: _io_description(m, "fp32" if name == E2E_MODEL else "fp16") for name, m in e2e_models.items()}},
         "frontend": frontend_parameters(),
-        "parity": {"fp32_vs_tensorflow": parity, "fp16_vs_fp32": fp16_error,
+        "parity": {"fp32_vs_tensorflow": parity, "fp16_vs_fp32": fp16_error, "e2e_vs_numpy_frontend": e2e_parity,
                    "limit_relative": MAX_RELATIVE_ERROR, "provider": "CPUExecutionProvider"},
         "tools": _tool_versions(),
         "opset": OPSET,
@@ -108,14 +123,21 @@ def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray
     return manifest
 
 
-def _serialize(model: onnx.ModelProto, info: dict[str, Any], precision: str) -> bytes:
+def _serialize(model: onnx.ModelProto, info: dict[str, Any], precision: str, waveform_input: bool = False) -> bytes:
     """Stamp producer and self-describing metadata onto ``model`` and serialize it."""
     stamped = onnx.ModelProto()
     stamped.CopyFrom(model)
     stamped.producer_name, stamped.producer_version = "vggish-rt", _version("vggish-rt")
+    if waveform_input:
+        description = "VGGish end to end: 16 kHz mono windows [N,15600] -> embeddings [N,128]"
+        inputs = (f"{params.ONNX_WAVEFORM}: float32 [N,15600] 16 kHz mono samples in [-1,1], "
+                  "0.975 s windows starting every 0.96 s (the frontend runs inside)")
+    else:
+        description = "VGGish: log-mel examples [N,96,64] -> embeddings [N,128]"
+        inputs = f"{params.ONNX_FEATURES}: float32 [N,96,64] log-mel examples (log(mel + 0.01), 96 frames of 10 ms, 64 bands)"
     metadata = {
-        "description": "VGGish audio embedding: log-mel examples [N,96,64] -> embeddings [N,128]",
-        "inputs": f"{params.ONNX_FEATURES}: float32 [N,96,64] log-mel examples (log(mel + 0.01), 96 frames of 10 ms, 64 bands)",
+        "description": description,
+        "inputs": inputs,
         "outputs": f"{params.ONNX_EMBEDDING}: float32 [N,128] embeddings",
         "precision": precision,
         "output_activation": "relu" if info["relu_output"] else "none (pre-activation)",
@@ -125,6 +147,21 @@ def _serialize(model: onnx.ModelProto, info: dict[str, Any], precision: str) -> 
     }
     onnx.helper.set_model_props(stamped, metadata)
     return stamped.SerializeToString()
+
+
+def _check_end_to_end(e2e: bytes, fp32: bytes) -> dict[str, Any]:
+    """The e2e model against the NumPy frontend + the network, on demo audio; refuses drift."""
+    windows = np.concatenate([cut_windows(clip) for clip in demo_audio(seed=DEMO_SEED + 1, clips=12, seconds=3.0)])
+    frontend = frontend_model(OPSET, onnx.load_from_string(fp32).ir_version).SerializeToString()
+    log_mel = run_cases(frontend, {"audio": windows}, params.ONNX_WAVEFORM)["audio"]
+    reference_log_mel = log_mel_examples(windows)
+    log_mel_error = float(np.abs(log_mel - reference_log_mel).max())
+    embedding_error = errors(run_cases(e2e, {"audio": windows}, params.ONNX_WAVEFORM)["audio"],
+                             run_cases(fp32, {"audio": reference_log_mel})["audio"])
+    if log_mel_error > E2E_MAX_LOG_MEL_ERROR or embedding_error["relative"] > E2E_MAX_RELATIVE_ERROR:
+        raise VggishError(f"end-to-end model check failed: log-mel error {log_mel_error:.3g} (limit {E2E_MAX_LOG_MEL_ERROR}), "
+                          f"embedding relative error {embedding_error['relative']:.3g} (limit {E2E_MAX_RELATIVE_ERROR})")
+    return {"log_mel_max_abs": log_mel_error, "embedding": embedding_error, "examples": len(windows)}
 
 
 def _io_description(model: onnx.ModelProto, precision: str) -> dict[str, Any]:

@@ -7,10 +7,14 @@ in the current default graph, under the scope ``vggish/``.
 """
 from __future__ import annotations
 
-import tensorflow.compat.v1 as tf
+import warnings
+
 import tf_slim as slim
 
 from vggish_rt.engine import params
+from vggish_rt.export.tf_compat import tf_v1
+
+tf = tf_v1()
 
 INIT_STDDEV = 0.01  # the reference's weight initialiser; overwritten by any restore
 
@@ -34,6 +38,13 @@ def define_vggish_slim(features_tensor: tf.Tensor | None = None, training: bool 
     float32 [batch, 96, 64] log-mel examples. Output: float32 [batch, 128],
     pre-activation unless ``relu_output``.
     """
+    with warnings.catch_warnings():  # tf_slim calls layer APIs that Keras marks deprecated
+        warnings.simplefilter("ignore")
+        return _define(features_tensor, training, relu_output)
+
+
+def _define(features_tensor: tf.Tensor | None, training: bool, relu_output: bool) -> tf.Tensor:
+    """The reference's definition, line for line (plus ``relu_output``)."""
     with slim.arg_scope([slim.conv2d, slim.fully_connected],
                         weights_initializer=tf.truncated_normal_initializer(stddev=INIT_STDDEV),
                         biases_initializer=tf.zeros_initializer(),

@@ -2,6 +2,7 @@
 converts the full 289 MB model with tf2onnx: about 2 minutes on 2 cores)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,9 +58,9 @@ def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def v1_export(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A V1 checkpoint and PCA file written by the test, exported; with the variables used."""
+    """A V1 checkpoint and PCA file written by the test, exported by the CLI in its own process
+    (tf2onnx needs about 12 GB at its peak, which a long-lived test process would keep)."""
     from vggish_rt.export.checkpoint import write_checkpoint
-    from vggish_rt.export.exporter import export_model
 
     tmp = tmp_path_factory.mktemp("v1")
     variables = random_variables(RNG_SEED)
@@ -67,18 +68,20 @@ def v1_export(tmp_path_factory: pytest.TempPathFactory) -> dict:
     rng = np.random.default_rng(7)
     pca = (rng.standard_normal((128, 128)), rng.standard_normal((128, 1)))
     (tmp / "pca.npz").write_bytes(pca_params_bytes(*pca))
-    manifest = export_model(tmp / "vggish_model.ckpt", tmp / "model", pca_params=tmp / "pca.npz")
-    return {"dir": tmp / "model", "checkpoint": tmp / "vggish_model.ckpt", "manifest": manifest,
-            "variables": variables, "pca": pca}
+    result = run_cli("export", "--checkpoint", tmp / "vggish_model.ckpt", "--pca-params", tmp / "pca.npz",
+                     "--out", tmp / "model")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp / "model" / "manifest.json").read_text())
+    return {"dir": tmp / "model", "checkpoint": tmp / "vggish_model.ckpt", "manifest": manifest, "pca": pca,
+            "stdout": result.stdout}
 
 
 def tf_embeddings(checkpoint: Path, features: np.ndarray, relu_output: bool = False) -> np.ndarray:
     """TensorFlow's own output: the seed's graph, restored from ``checkpoint``, run on ``features``."""
-    import tensorflow.compat.v1 as tf
-
     from vggish_rt.export.slim_graph import define_vggish_slim, load_vggish_slim_checkpoint
+    from vggish_rt.export.tf_compat import tf_v1
 
-    tf.disable_v2_behavior()
+    tf = tf_v1()
     with tf.Graph().as_default() as graph, tf.Session(graph=graph) as session:
         embedding = define_vggish_slim(training=False, relu_output=relu_output)
         load_vggish_slim_checkpoint(session, str(checkpoint))

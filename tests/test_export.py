@@ -47,8 +47,9 @@ def test_v1_export_onnx_interface(v1_export):
 def test_v1_manifest_contents_and_checksums(v1_export):
     directory = v1_export["dir"]
     manifest = json.loads((directory / "manifest.json").read_text())
-    assert manifest == v1_export["manifest"]
-    assert set(manifest["files"]) == {"vggish.onnx", "vggish.fp16.onnx", "pca_params.npz"}
+    assert "fp32 vs TensorFlow relative error" in v1_export["stdout"]
+    assert set(manifest["files"]) == {"vggish.onnx", "vggish.fp16.onnx", "vggish.e2e.onnx", "vggish.e2e.fp16.onnx",
+                                      "pca_params.npz"}
     for name, entry in manifest["files"].items():
         assert sha256_file(directory / name) == entry["sha256"]
         assert (directory / name).stat().st_size == entry["bytes"]
@@ -84,13 +85,14 @@ def test_fp16_model_error_bound(v1_export):
 
 def test_v2_checkpoint_with_relu_output(tmp_path):
     """A V2 checkpoint exports too; --relu-output gives the pre-2020 non-negative embeddings."""
-    from conftest import random_variables
+    from conftest import random_variables, run_cli
     from vggish_rt.export.checkpoint import write_checkpoint
-    from vggish_rt.export.exporter import export_model
 
     write_checkpoint(tmp_path / "model.ckpt", random_variables(77), version=2)
     assert (tmp_path / "model.ckpt.index").is_file()
-    manifest = export_model(tmp_path / "model.ckpt", tmp_path / "out", relu_output=True)
+    result = run_cli("export", "--checkpoint", tmp_path / "model.ckpt", "--relu-output", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["relu_output"] is True and manifest["source_checkpoint"]["version"] == 2
     assert "pca_params.npz" not in manifest["files"]
     features = np.random.default_rng(3).normal(-1.0, 2.0, (4, 96, 64)).astype(np.float32)
@@ -130,3 +132,24 @@ def test_demo_pca_params_whiten_demo_embeddings(demo_model):
     projected = Postprocessor.from_file(demo_model / "pca_params.npz").project(embeddings)
     covariance = np.cov(projected, rowvar=False)
     np.testing.assert_allclose(np.diag(covariance)[:64], 1.0, atol=1e-3)
+
+
+def test_end_to_end_model_matches_numpy_frontend_on_real_recordings(v1_export):
+    """vggish.e2e.onnx: 16 kHz windows in, the frontend inside; parity with NumPy frontend + network."""
+    from test_audio import EXAMPLES
+    from vggish_rt.engine.audio import load_audio
+    from vggish_rt.engine.frontend import log_mel_examples
+    from vggish_rt.engine.windows import cut_windows
+
+    e2e = onnx.load(str(v1_export["dir"] / "vggish.e2e.onnx"))
+    (inp,), (out,) = e2e.graph.input, e2e.graph.output
+    assert inp.name == "waveform" and [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim] == ["N", 15600]
+    assert out.name == "embedding"
+    windows = np.concatenate([cut_windows(load_audio(p), pad_short=True) for p in sorted(EXAMPLES.iterdir())
+                              if p.suffix in (".wav", ".oga")])
+    reference = cpu_session(v1_export["dir"] / "vggish.onnx").run(None, {"features": log_mel_examples(windows)})[0]
+    for name, limit in (("vggish.e2e.onnx", 1e-4), ("vggish.e2e.fp16.onnx", 5e-3)):
+        got = cpu_session(v1_export["dir"] / name).run(None, {"waveform": np.ascontiguousarray(windows)})[0]
+        assert np.abs(got - reference).max() / np.abs(reference).max() <= limit, name
+    recorded = v1_export["manifest"]["parity"]["e2e_vs_numpy_frontend"]
+    assert recorded["log_mel_max_abs"] <= 1e-3 and recorded["embedding"]["relative"] <= 1e-4

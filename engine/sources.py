@@ -1,0 +1,87 @@
+"""Inputs as a stream of blocks: audio files as windows, spectrogram files as examples.
+
+Audio is decoded block by block (:func:`~vggish_rt.engine.audio.iter_audio`)
+and cut into 15,600-sample windows as it comes; spectrogram files are read from
+memory maps a chunk at a time. Either way memory stays bounded whatever the
+input's size.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vggish_rt.engine.audio import iter_audio
+from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
+from vggish_rt.engine.windows import DEFAULT_HOP, Hop, WindowStream, window_times
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """How audio becomes windows (see engine.windows)."""
+
+    hop: Hop = DEFAULT_HOP
+    pad_short: bool = False
+    pad_tail: bool = False
+    resampler: str = "soxr"
+
+
+@dataclass
+class Block:
+    """Consecutive examples of one source.
+
+    ``windows``: float32 [n, 15600] 16 kHz audio (audio sources), or None;
+    ``examples``: float32 [n, 96, 64] log-mel (spectrogram sources), or None.
+    ``index``: int64 [n], the examples' positions in their source;
+    ``start_s``/``end_s``: float64 [n] seconds, NaN for spectrograms.
+    """
+
+    source: Path
+    index: np.ndarray
+    start_s: np.ndarray
+    end_s: np.ndarray
+    windows: np.ndarray | None = None
+    examples: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def _window_block(source: Path, windows: np.ndarray, first: int, hop: Hop) -> Block:
+    start_s, end_s = window_times(len(windows), hop, first * hop.samples)
+    return Block(source, np.arange(first, first + len(windows)), start_s, end_s, windows=windows)
+
+
+def audio_blocks(source: Path, options: WindowOptions = WindowOptions()) -> Iterator[Block]:
+    """Window blocks of one audio file, in order (no block for a clip too short to give an example)."""
+    stream = WindowStream(options.hop, options.pad_short, options.pad_tail)
+    for samples in iter_audio(source, options.resampler):
+        first = stream.emitted
+        windows = stream.push(samples)
+        if len(windows):
+            yield _window_block(source, windows, first, options.hop)
+    first = stream.emitted
+    tail = stream.finish()
+    if len(tail):
+        yield _window_block(source, tail, first, options.hop)
+
+
+def spectrogram_blocks(source: Path, chunk: int = 4096, start: int = 0) -> Iterator[Block]:
+    """Example blocks of a ``.npy``/``.dat`` spectrogram file, from row ``start``, as float32."""
+    array = open_spectrograms(source)
+    for first in range(start, len(array), chunk):
+        examples = np.asarray(array[first : first + chunk], np.float32)
+        if not np.isfinite(examples).all():
+            raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold NaN or Inf")
+        nan = np.full(len(examples), np.nan)
+        yield Block(source, np.arange(first, first + len(examples)), nan, nan, examples=examples)
+
+
+def source_blocks(source: Path, options: WindowOptions = WindowOptions(), chunk: int = 4096) -> Iterator[Block]:
+    """Blocks of any input file: spectrograms by suffix (.npy, .dat), audio otherwise."""
+    if is_spectrogram(source):
+        return spectrogram_blocks(source, chunk)
+    return audio_blocks(source, options)

@@ -1,0 +1,134 @@
+"""Audio decoding: formats, scaling, channels, resampling, streaming, and broken files."""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import assert_one_line_error, run_cli
+from vggish_rt.engine.audio import iter_audio, load_audio
+from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.frontend import log_mel_examples
+from vggish_rt.engine.inputs import expand_inputs
+from vggish_rt.engine.sources import WindowOptions, audio_blocks
+from vggish_rt.engine.windows import cut_windows
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "audio"
+
+
+def wav_bytes(tag=1, channels=1, rate=16000, bits=16, data=b"", declared=None) -> bytes:
+    """A RIFF WAV with every header field under the test's control."""
+    declared = len(data) if declared is None else declared
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, (rate * channels * bits // 8) & 0xFFFFFFFF, channels * bits // 8, bits)
+    return (b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + declared) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt))
+            + fmt + b"data" + struct.pack("<I", declared) + data)
+
+
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PCM_32"), ("WAV", "FLOAT"),
+                                         ("FLAC", "PCM_16"), ("AIFF", "PCM_16"), ("OGG", "VORBIS")])
+def test_formats_decode_to_the_same_signal(tmp_path, fmt, subtype):
+    t = np.arange(32000) / 16000
+    signal = 0.5 * np.sin(2 * np.pi * 440 * t)
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, signal, 16000, format=fmt, subtype=subtype)
+    decoded = load_audio(path)
+    assert decoded.dtype == np.float32 and len(decoded) == len(signal)
+    tolerance = 0.05 if subtype == "VORBIS" else 1e-4
+    assert np.abs(decoded - signal).max() < tolerance
+
+
+def test_int16_scaled_as_the_reference(tmp_path):
+    samples = np.array([-32768, -1, 0, 1, 16384, 32767] * 100, np.int16)
+    sf.write(tmp_path / "x.wav", samples, 16000, subtype="PCM_16")
+    np.testing.assert_array_equal(load_audio(tmp_path / "x.wav"), samples / 32768.0)
+
+
+def test_multichannel_is_averaged(tmp_path):
+    left, right = np.full(1000, 0.5), np.full(1000, -0.25)
+    sf.write(tmp_path / "s.wav", np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(tmp_path / "s.wav"), 0.125)
+
+
+def test_resampling_48k_keeps_a_tone(tmp_path):
+    t = np.arange(48000 * 2) / 48000
+    sf.write(tmp_path / "t.wav", 0.5 * np.sin(2 * np.pi * 1000 * t), 48000, subtype="FLOAT")
+    decoded = load_audio(tmp_path / "t.wav")
+    assert len(decoded) == 32000
+    expected = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(32000) / 16000)
+    assert np.abs(decoded[1000:-1000] - expected[1000:-1000]).max() < 1e-3
+
+
+def test_streaming_decode_equals_whole_file(tmp_path):
+    rng = np.random.default_rng(0)
+    signal = rng.uniform(-0.5, 0.5, 44100 * 7)
+    sf.write(tmp_path / "n.wav", signal, 44100, subtype="FLOAT")
+    whole = np.concatenate(list(iter_audio(tmp_path / "n.wav", block_seconds=1000)))
+    streamed = np.concatenate(list(iter_audio(tmp_path / "n.wav", block_seconds=0.37)))
+    assert len(streamed) == len(whole)
+    assert np.abs(streamed - whole).max() < 1e-5
+    options = WindowOptions()
+    blocks = list(audio_blocks(tmp_path / "n.wav", options))
+    assert np.concatenate([b.index for b in blocks]).tolist() == list(range(len(cut_windows(whole))))
+
+
+def test_real_recordings_frontend_matches_independent_reference():
+    from test_frontend import reference_examples
+
+    for path in sorted(EXAMPLES.glob("*.wav")):
+        waveform = load_audio(path)
+        expected = reference_examples(waveform.astype(np.float64))
+        assert np.abs(log_mel_examples(cut_windows(waveform)) - expected).max() <= 1e-4, path
+
+
+def bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (file, fragment its error must hold)."""
+    pcm = (np.sin(np.arange(32000) / 5) * 10000).astype("<i2").tobytes()
+    files = {
+        "empty": ("empty.wav", b"", "empty file"),
+        "header_only": ("header.wav", wav_bytes(), "no audio samples"),
+        "truncated": ("trunc.wav", wav_bytes(data=pcm[:1001], declared=len(pcm)), "truncated"),
+        "not_audio": ("text.wav", b"this is a text file, not audio\n" * 50, "not readable audio"),
+        "unsupported_codec": ("codec.wav", wav_bytes(tag=0x1234, data=pcm), "not readable audio"),
+        "zero_rate": ("zero.wav", wav_bytes(rate=0, data=pcm), "zero.wav"),
+        "absurd_rate": ("absurd.wav", wav_bytes(rate=3, data=pcm), "absurd sample rate 3 Hz"),
+    }
+    out = {}
+    for name, (file, data, fragment) in files.items():
+        (tmp / file).write_bytes(data)
+        out[name] = (tmp / file, fragment)
+    sf.write(tmp / "nan.wav", np.array([0.1, np.nan, np.inf] * 10000, np.float32), 16000, subtype="FLOAT")
+    out["nan"] = (tmp / "nan.wav", "NaN or Inf")
+    return out
+
+
+def test_bad_audio_files_each_give_a_clear_error(tmp_path):
+    for name, (path, fragment) in bad_inputs(tmp_path).items():
+        with pytest.raises(VggishError) as caught:
+            load_audio(path)
+        assert str(path) in str(caught.value) and fragment in str(caught.value), (name, str(caught.value))
+
+
+def test_bad_audio_on_the_command_line(tmp_path):
+    cases = bad_inputs(tmp_path)
+    for name in ("empty", "truncated", "nan"):
+        path, fragment = cases[name]
+        assert_one_line_error(run_cli("features", path, "--out", tmp_path / "f.npy"), str(path), fragment)
+        assert not (tmp_path / "f.npy").exists()
+    (tmp_path / "no_audio_here").mkdir()
+    (tmp_path / "no_audio_here" / "notes.txt").write_text("hi")
+    assert_one_line_error(run_cli("features", tmp_path / "no_audio_here", "--out", tmp_path / "f.npy"), "holds no audio")
+
+
+def test_features_cli_writes_examples_and_index(tmp_path):
+    result = run_cli("features", EXAMPLES, "--out", tmp_path / "f.npy", "--pad-short")
+    assert result.returncode == 0, result.stderr
+    features = np.load(tmp_path / "f.npy")
+    sources = expand_inputs([str(EXAMPLES)])
+    assert features.shape == (len(sources), 96, 64) and features.dtype == np.float32  # each clip 1-1.5 s: one example
+    index = (tmp_path / "f.npy.index.csv").read_text().splitlines()
+    assert index[0] == "source,example,start_s,end_s" and len(index) == len(sources) + 1
+    hop = run_cli("features", EXAMPLES / "Front_Center.wav", "--out", tmp_path / "g.npy", "--hop", "0.333")
+    assert hop.returncode == 0 and "rounded to 0.33 s" in hop.stderr
