@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click_errors.UsageError as exc:
         _fail(f"{exc.format_message()} (see `vggish-rt {exc.ctx.info_name if exc.ctx else ''} --help`)".replace("  ", " "), 2)
-    except click_errors.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click_errors.Abort:
+    except typer.Abort:
         _fail("interrupted", 130)
     except KeyboardInterrupt:
         _fail("interrupted", 130)

@@ -29,6 +29,15 @@ def _hop(seconds: float):
     return hop
 
 
+def _known_rows(sources: list[Path]) -> int | None:
+    """The job's row count when every input is a spectrogram file (for the progress bar's ETA)."""
+    from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
+
+    if not all(is_spectrogram(s) for s in sources):
+        return None
+    return sum(len(open_spectrograms(s)) for s in sources)
+
+
 @app.command()
 def embed(
     inputs: InputsArgument,
@@ -46,8 +55,16 @@ def embed(
     frontend: Annotated[str, typer.Option(help="Audio frontend: onnx (inside the e2e graph, on the GPU if any) or numpy (CPU).")] = "onnx",
     pool: Annotated[str, typer.Option(help="none: one row per 0.96 s example; mean: one row per input file.")] = "none",
     on_error: Annotated[str, typer.Option(help="fail: stop at the first bad input; skip: finish, list failures, exit 1.")] = "fail",
+    metadata: Annotated[Optional[Path], typer.Option(help="CSV table, one row per output row; its columns lead the CSV/Parquet output (the seed's wavfile_df.csv).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed run of the same job from its last committed chunk.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Audio decoding processes (default: one per core; 0: decode in-process).")] = None,
+    commit_every: Annotated[float, typer.Option(help="Seconds between commits of finished rows (what --resume keeps).")] = 2.0,
 ) -> None:
-    """Embed audio or spectrograms into one output file."""
+    """Embed audio or spectrograms into one output file.
+
+    Writes to OUT.partial/ as it goes and renames the finished file into place;
+    after a crash, the same command with --resume continues where it stopped.
+    """
     from vggish_rt.engine.embedder import Embedder
     from vggish_rt.engine.inputs import expand_inputs
     from vggish_rt.engine.job import JobOptions, run_job
@@ -61,9 +78,10 @@ def embed(
     if postprocess:
         postprocessor = Postprocessor.from_file(embedder.model.read_verified("pca_params.npz"),
                                                 f"{embedder.model.path}/pca_params.npz")
-    options = JobOptions(WindowOptions(_hop(hop), pad_short, pad_tail, resampler), postprocessor, pool, on_error)
-    with progress_bar("embedding") as advance:
-        result = run_job(sources, out, embedder, options, advance)
+    options = JobOptions(WindowOptions(_hop(hop), pad_short, pad_tail, resampler), postprocessor, pool, on_error,
+                         metadata, workers, commit_seconds=commit_every)
+    with progress_bar("embedding", _known_rows(sources) if pool == "none" else None) as advance:
+        result = run_job(sources, out, embedder, options, advance, resume=resume)
     for path in result.short_inputs:
         print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
     for _, reason in result.failures:

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -21,7 +22,9 @@ from vggish_rt.engine.audio import resample
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.modeldir import ModelDirectory
-from vggish_rt.engine.session import as_float32, create_session, resolve_placement
+from vggish_rt.engine.pipeline import Batch, batches, run_batches
+from vggish_rt.engine.runner import Runner
+from vggish_rt.engine.session import resolve_placement
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks
 from vggish_rt.engine.windows import cut_windows, window_times
 
@@ -55,7 +58,8 @@ class Embedder:
 
     def __init__(self, model_dir: Path | str | None = None, device: str = "auto", precision: str = "fp32",
                  batch_size: int | None = None, device_ids: list[int] | None = None, relu: bool = False,
-                 frontend: str = "onnx", threads: int | None = None) -> None:
+                 frontend: str = "onnx", threads: int | None = None,
+                 cuda_options: dict[str, str] | None = None) -> None:
         if precision not in NETWORK_FILES:
             raise VggishError(f"--precision {precision!r}: expected one of {', '.join(NETWORK_FILES)}")
         if frontend not in FRONTENDS:
@@ -65,34 +69,74 @@ class Embedder:
         self.model = ModelDirectory(model_dir)
         self.placement = resolve_placement(device, device_ids)
         self.precision, self.frontend, self.relu, self.threads = precision, frontend, relu, threads
+        self.cuda_options = cuda_options
         self.batch_size = batch_size or DEFAULT_BATCH[self.placement.kind]
-        for name in (NETWORK_FILES[precision], *([E2E_FILES[precision]] if frontend == "onnx" else [])):
-            if not self.model.has(name):
-                raise VggishError(f"{self.model.path}: has no {name} for --precision {precision}"
-                                  f"{' --frontend onnx' if name in E2E_FILES.values() else ''}; re-export the model "
-                                  f"or choose another precision{' or --frontend numpy' if name in E2E_FILES.values() else ''}")
-        self._sessions: dict[str, list] = {}
+        self.require("examples")
+        self._runners: dict[tuple[str, int], Runner] = {}
+        self._lock = threading.Lock()
 
-    def _sessions_for(self, name: str) -> list:
-        """One session per device for model file ``name``, created on first use."""
-        if name not in self._sessions:
-            data = self.model.read_verified(name)
-            ids = self.placement.device_ids or (0,)
-            self._sessions[name] = [create_session(data, self.placement.kind, i, self.threads) for i in ids]
-        return self._sessions[name]
+    @property
+    def devices(self) -> int:
+        """How many devices (one session each) the work is spread over."""
+        return max(1, len(self.placement.device_ids))
+
+    def model_file(self, kind: str) -> str:
+        """The model file that runs inputs of ``kind``: 'examples' (log-mel) or 'windows' (audio)."""
+        return E2E_FILES[self.precision] if kind == "windows" and self.frontend == "onnx" else NETWORK_FILES[self.precision]
+
+    def require(self, kind: str) -> None:
+        """Refuse, before any work, a model directory lacking the file for inputs of ``kind``."""
+        name = self.model_file(kind)
+        if not self.model.has(name):
+            hint = " or use --frontend numpy" if name in E2E_FILES.values() else ""
+            raise VggishError(f"{self.model.path}: has no {name} for --precision {self.precision}; "
+                              f"re-export the model, choose another precision{hint}")
+
+    def runner(self, kind: str, device: int = 0) -> Runner:
+        """The runner for ``kind`` ('examples' or 'windows') on device number ``device``, created on first use.
+
+        Sessions are created one at a time (creation holds the GIL and, on a GPU,
+        runs cuDNN's algorithm search).
+        """
+        with self._lock:
+            key = (kind, device)
+            if key not in self._runners:
+                self.require(kind)
+                name = self.model_file(kind)
+                input_name, row_shape = ((params.ONNX_FEATURES, (params.NUM_FRAMES, params.NUM_BANDS)) if kind == "examples"
+                                         else (params.ONNX_WAVEFORM, (params.EXAMPLE_SAMPLES,)))
+                device_id = self.placement.device_ids[device] if self.placement.device_ids else 0
+                self._runners[key] = Runner(self.model.read_verified(name), input_name, row_shape, self.batch_size,
+                                            self.placement.kind, device_id, self.threads, self.cuda_options)
+            return self._runners[key]
+
+    def worker(self, device: int) -> Callable[[Batch], np.ndarray]:
+        """Runs a pipeline Batch on device number ``device``; applies ``relu`` when asked."""
+        def run(batch: Batch) -> np.ndarray:
+            values = self.runner(batch.kind, device)(batch.inputs)
+            return np.maximum(values, 0.0, out=values) if self.relu else values
+        return run
+
+    def workers(self) -> list[Callable[[Batch], np.ndarray]]:
+        return [self.worker(i) for i in range(self.devices)]
 
     def warn_if_demo(self, stream: TextIO = sys.stderr) -> None:
         """Say once, on ``stream``, when the model is the demo model (not pretrained)."""
         if not self.model.pretrained:
             print(f"note: {self.model.describe()}", file=stream)
 
-    def _run(self, name: str, input_name: str, batch_input: np.ndarray) -> np.ndarray:
-        session = self._sessions_for(name)[0]
-        out = np.empty((len(batch_input), params.EMBEDDING_SIZE), np.float32)
-        for start in range(0, len(batch_input), self.batch_size):
-            batch = as_float32(batch_input[start : start + self.batch_size])
-            out[start : start + len(batch)] = session.run(None, {input_name: batch})[0]
-        return np.maximum(out, 0.0, out=out) if self.relu else out
+    def _embed_array(self, kind: str, array: np.ndarray) -> np.ndarray:
+        """Every row of ``array`` through the pipeline (all devices), in order -> float32 [N,128]."""
+        out = np.empty((len(array), params.EMBEDDING_SIZE), np.float32)
+        chunk = self.batch_size * 8
+        blocks = ((Block(Path("<array>"), np.arange(a, a + len(part)), np.full(len(part), np.nan),
+                         np.full(len(part), np.nan), **{kind: part}), [], 0)
+                  for a in range(0, len(array), chunk) for part in [array[a : a + chunk]])
+        row = 0
+        for _, values in run_batches(batches(blocks, self.batch_size), self.workers()):
+            out[row : row + len(values)] = values
+            row += len(values)
+        return out
 
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """Log-mel examples, any float dtype [N,96,64] -> float32 embeddings [N,128]."""
@@ -102,7 +146,7 @@ class Embedder:
             raise VggishError(f"examples must have shape [N, {expected[0]}, {expected[1]}], got {list(examples.shape)}")
         if examples.dtype.kind != "f":
             raise VggishError(f"examples must be floating point, got {examples.dtype}")
-        return self._run(NETWORK_FILES[self.precision], params.ONNX_FEATURES, examples)
+        return self._embed_array("examples", examples)
 
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """16 kHz windows float [N,15600] -> float32 embeddings [N,128], through the chosen frontend."""
@@ -111,7 +155,7 @@ class Embedder:
             raise VggishError(f"windows must have shape [N, {params.EXAMPLE_SAMPLES}], got {list(windows.shape)}")
         if self.frontend == "numpy":
             return self.embed_examples(log_mel_examples(windows))
-        return self._run(E2E_FILES[self.precision], params.ONNX_WAVEFORM, windows)
+        return self._embed_array("windows", windows)
 
     def embed_block(self, block: Block) -> np.ndarray:
         """Embeddings float32 [n,128] for a block from :mod:`vggish_rt.engine.sources`."""

@@ -3,22 +3,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from vggish_rt.engine import params
+from vggish_rt.engine.formats import check_output, finish
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.sources import WindowOptions, audio_blocks
-from vggish_rt.engine.writers import EmbeddingWriter, Rows
+from vggish_rt.engine.store import PartialStore, Rows
 
 
 def write_features(sources: list[Path], out: Path, options: WindowOptions = WindowOptions()) -> int:
     """Write float32 [N,96,64] examples to ``out`` (.npy) and ``out.index.csv``; returns N."""
-    writer = EmbeddingWriter(out, row_shape=(params.NUM_FRAMES, params.NUM_BANDS), formats=(".npy",))
+    check_output(Path(out), formats=(".npy",))
+    store = PartialStore(Path(out), {"features": True}, (params.NUM_FRAMES, params.NUM_BANDS), np.float32)
+    store.create()
     try:
         for source in sources:
             for block in audio_blocks(source, options):
-                writer.write(Rows([str(source)] * len(block), block.index, block.start_s, block.end_s,
+                store.append(Rows([str(source)] * len(block), block.index, block.start_s, block.end_s,
                                   log_mel_examples(block.windows)))
-        writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.count
+        store.commit({})
+        finish(store)
+    finally:
+        store.discard()
+    return store.rows

@@ -4,10 +4,11 @@ An INPUT is an audio file, a directory (searched recursively for audio), a
 ``@list.txt`` of paths (one a line; blank lines and ``#`` comments skipped), or
 a spectrogram array: ``.npy`` [N,96,64] of any float dtype, or the seed
 notebook's raw ``.dat`` (float64 little-endian, N x 96 x 64, no header).
-Spectrogram arrays are memory-mapped, never read whole.
+Spectrogram arrays are read a chunk at a time, never whole.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", "
 SPECTROGRAM_SUFFIXES = frozenset({".npy", ".dat"})
 EXAMPLE_SHAPE = (params.NUM_FRAMES, params.NUM_BANDS)
 _DAT_EXAMPLE_BYTES = params.NUM_FRAMES * params.NUM_BANDS * 8
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def is_spectrogram(path: Path) -> bool:
@@ -60,11 +62,38 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return paths
 
 
-def open_spectrograms(path: Path) -> np.ndarray:
-    """Memory-map a spectrogram file as a read-only float array [N, 96, 64].
+class SpectrogramFile:
+    """A spectrogram file's rows, read a chunk at a time.
 
-    ``.npy``: any float dtype, never unpickled; ``.dat``: raw float64
-    little-endian whose size must be a multiple of 96 x 64 x 8 bytes.
+    Reads use ``os.pread`` into fresh arrays rather than a memory map: pages of
+    a memory map stay counted in the process's resident memory once touched, so
+    streaming a 5 GB file through one would grow to 5 GB resident.
+    """
+
+    def __init__(self, path: Path, dtype: np.dtype, count: int, offset: int) -> None:
+        self.path, self.dtype, self.count, self.offset = path, np.dtype(dtype), count, offset
+        self.row_bytes = self.dtype.itemsize * params.NUM_FRAMES * params.NUM_BANDS
+
+    def __len__(self) -> int:
+        return self.count
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) as an array [n, 96, 64] of the file's dtype."""
+        stop = min(stop, self.count)
+        n = max(0, stop - start)
+        out = np.empty((n, *EXAMPLE_SHAPE), self.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        with open(self.path, "rb") as f:
+            got = os.preadv(f.fileno(), [view], self.offset + start * self.row_bytes) if n else 0
+        if got != n * self.row_bytes:
+            raise VggishError(f"{self.path}: file shorter than its header says (truncated at row {start + got // self.row_bytes})")
+        return out
+
+
+def open_spectrograms(path: Path) -> SpectrogramFile:
+    """Open a spectrogram file: ``.npy`` [N,96,64] of any float dtype (never
+    unpickled), or raw float64 little-endian ``.dat`` whose size is a multiple
+    of 96 x 64 x 8 bytes. Checks the layout; reads nothing else yet.
     """
     path = Path(path)
     if path.suffix.lower() == ".dat":
@@ -72,17 +101,25 @@ def open_spectrograms(path: Path) -> np.ndarray:
         if size == 0 or size % _DAT_EXAMPLE_BYTES:
             raise VggishError(f"{path}: size {size} bytes is not a positive multiple of 96 x 64 x 8 "
                               "(a raw float64 spectrogram .dat)")
-        return np.memmap(path, dtype="<f8", mode="r", shape=(size // _DAT_EXAMPLE_BYTES, *EXAMPLE_SHAPE))
+        return SpectrogramFile(path, np.dtype("<f8"), size // _DAT_EXAMPLE_BYTES, 0)
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise VggishError(f"{path}: refused ({exc})") from None
-    except (OSError, EOFError) as exc:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in _NPY_HEADER_READERS:
+                raise ValueError(f".npy format version {version} is not supported")
+            shape, fortran_order, dtype = _NPY_HEADER_READERS[version](f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
         raise VggishError(f"{path}: not a readable .npy file ({exc})") from None
-    if not isinstance(array, np.ndarray):
-        raise VggishError(f"{path}: not a single .npy array")
-    if array.dtype.kind != "f":
-        raise VggishError(f"{path}: dtype {array.dtype} is not floating point")
-    if array.ndim != 3 or array.shape[1:] != EXAMPLE_SHAPE:
-        raise VggishError(f"{path}: shape {list(array.shape)}, expected [N, 96, 64]")
-    return array
+    if dtype.hasobject:
+        raise VggishError(f"{path}: refused, holds Python objects (pickled data)")
+    if dtype.kind != "f":
+        raise VggishError(f"{path}: dtype {dtype} is not floating point")
+    if len(shape) != 3 or tuple(shape[1:]) != EXAMPLE_SHAPE:
+        raise VggishError(f"{path}: shape {list(shape)}, expected [N, 96, 64]")
+    if fortran_order:
+        raise VggishError(f"{path}: Fortran-ordered arrays are not supported; save it C-ordered")
+    spectrograms = SpectrogramFile(path, dtype, shape[0], offset)
+    if path.stat().st_size < offset + len(spectrograms) * spectrograms.row_bytes:
+        raise VggishError(f"{path}: truncated: the header declares {shape[0]} rows, the file holds fewer")
+    return spectrograms

@@ -1,24 +1,43 @@
-"""An embedding job: inputs -> blocks -> embeddings -> one output file.
+"""An embedding job: inputs -> blocks -> batches -> runners -> partial store -> output file.
 
 The job behind ``vggish-rt embed``, usable from Python as :func:`run_job`.
-Every input streams as blocks (:mod:`vggish_rt.engine.sources`). A failing
-input is either fatal (``on_error='fail'``) or recorded and skipped
-(``'skip'``); the report lists every failure and why, and every audio input
-too short to give an example.
+
+- Inputs stream as blocks (engine.sources); audio files are decoded in CPU
+  worker processes (engine.decoding), spectrograms read from memory maps.
+- Blocks are cut into fixed batches and run on every device (engine.pipeline);
+  embeddings come back in input order and go to a partial store
+  (engine.store), committed every few seconds with the position reached.
+- ``resume=True`` continues a killed job from its last commit: the batches
+  after it are the same batches the uninterrupted job ran, so the output is
+  byte for byte the same.
+- At the end the store becomes the output file (engine.formats), with mean
+  pooling and post-processing applied there.
+- A failing input is fatal (``on_error='fail'``) or recorded and skipped
+  (``'skip'``); the report lists every failure and every audio input too short
+  to give an example.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import hashlib
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from vggish_rt.engine import params
+from vggish_rt.engine.decoding import DecodePool, to_examples
 from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.formats import check_output, finish
+from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
+from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
-from vggish_rt.engine.sources import Block, WindowOptions, source_blocks
-from vggish_rt.engine.writers import EmbeddingWriter, Rows
+from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, spectrogram_blocks
+from vggish_rt.engine.store import PartialStore
 
 Progress = Callable[[int], None]
 POOLS = ("none", "mean")
@@ -28,15 +47,21 @@ POOLS = ("none", "mean")
 class JobOptions:
     """How inputs become examples and embeddings become output rows.
 
-    ``pool='mean'`` writes one row per input (the mean of its examples'
-    embeddings, before any post-processing) instead of one per example.
+    ``pool='mean'``: one row per input (the mean of its examples' embeddings,
+    before post-processing). ``metadata``: a CSV table with one row per output
+    row, whose columns lead the CSV/Parquet output (spectrogram inputs, or any
+    input with ``pool='mean'``). ``workers``: audio decoding processes
+    (default: every core).
     """
 
     windows: WindowOptions = field(default_factory=WindowOptions)
     postprocessor: Postprocessor | None = None
     pool: str = "none"
-    on_error: str = "fail"          # 'fail' or 'skip'
-    chunk_examples: int = 4096      # spectrogram rows read per step
+    on_error: str = "fail"
+    metadata: Path | None = None
+    workers: int | None = None
+    chunk_examples: int = 1024      # spectrogram rows read at a time (50 MB of float64)
+    commit_seconds: float = 2.0
 
 
 @dataclass
@@ -49,69 +74,175 @@ class JobReport:
     short_inputs: list[str] = field(default_factory=list)
 
 
-def _rows(block: Block, embeddings: np.ndarray) -> Rows:
-    return Rows([str(block.source)] * len(block), block.index, block.start_s, block.end_s, embeddings)
+def _fingerprint(sources: list[Path], embedder: Embedder, options: JobOptions) -> dict[str, Any]:
+    """What must not change between a killed job and its resumption."""
+    listing = hashlib.sha256()
+    for source in sources:
+        stat = source.stat()
+        listing.update(f"{source.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return {"inputs": listing.hexdigest(), "count": len(sources), "model": str(embedder.model.path),
+            "model_files": {kind: embedder.model.manifest["files"].get(embedder.model_file(kind), {}).get("sha256")
+                            for kind in ("examples", "windows")},
+            "batch_size": embedder.batch_size, "precision": embedder.precision, "frontend": embedder.frontend,
+            "relu": embedder.relu, "hop_frames": options.windows.hop.frames, "pad_short": options.windows.pad_short,
+            "pad_tail": options.windows.pad_tail, "resampler": options.windows.resampler, "pool": options.pool,
+            "postprocess": options.postprocessor is not None, "metadata": str(options.metadata or "")}
 
 
-class _MeanPool:
-    """Accumulates one source's embeddings into a single row."""
+def _load_metadata(path: Path, expected_rows: int) -> tuple[list[str], list[list[str]]]:
+    """(columns, rows) of a CSV table that must have ``expected_rows`` rows."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            table = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise VggishError(f"--metadata {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not table:
+        raise VggishError(f"--metadata {path}: empty (expected a header line and {expected_rows} rows)")
+    columns, rows = table[0], table[1:]
+    if len(rows) != expected_rows:
+        raise VggishError(f"--metadata {path}: {len(rows)} rows, but the inputs give {expected_rows} output rows")
+    if any(len(row) != len(columns) for row in rows):
+        raise VggishError(f"--metadata {path}: rows do not all have {len(columns)} fields")
+    return columns, rows
 
-    def __init__(self) -> None:
-        self.total: np.ndarray | None = None
-        self.count, self.first, self.last = 0, None, None
 
-    def add(self, block: Block, embeddings: np.ndarray) -> None:
-        total = embeddings.astype(np.float64).sum(axis=0)
-        self.total = total if self.total is None else self.total + total
-        self.count += len(block)
-        self.first = block if self.first is None else self.first
-        self.last = block
+def _metadata_offsets(sources: list[Path], options: JobOptions) -> list[int]:
+    """The metadata row of each input's first output row (before any work starts)."""
+    if options.pool == "mean":
+        return list(range(len(sources)))
+    if not all(is_spectrogram(s) for s in sources):
+        raise VggishError("--metadata needs spectrogram inputs (.npy/.dat) or --pool mean: the number of "
+                          "examples an audio file gives is known only after decoding it")
+    counts = [len(open_spectrograms(s)) for s in sources]
+    return [int(x) for x in np.cumsum([0, *counts[:-1]])]
 
-    def row(self, source: Path) -> Rows | None:
-        if self.total is None:
-            return None
-        mean = (self.total / self.count).astype(np.float32)[None, :]
-        return Rows([str(source)], np.zeros(1, np.int64), self.first.start_s[:1], self.last.end_s[-1:], mean)
+
+class _Producer:
+    """Walks the inputs from a position, yielding (block, metadata rows, source number); keeps the report."""
+
+    def __init__(self, sources: list[Path], embedder: Embedder, options: JobOptions, position: dict[str, Any],
+                 metadata: list[list[str]] | None, offsets: list[int] | None) -> None:
+        self.sources, self.embedder, self.options = sources, embedder, options
+        self.first_source, self.first_example = position.get("source", 0), position.get("example", 0)
+        report = position.get("report", {})
+        self.report = JobReport(inputs_done=report.get("inputs_done", 0),
+                                failures=[tuple(f) for f in report.get("failures", [])],
+                                short_inputs=list(report.get("short_inputs", [])))
+        self.metadata, self.offsets = metadata, offsets
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"inputs_done": self.report.inputs_done, "failures": [list(f) for f in self.report.failures],
+                "short_inputs": list(self.report.short_inputs)}
+
+    def _meta(self, number: int, block: Block) -> list[list[str]]:
+        if self.metadata is None:
+            return []
+        if self.options.pool == "mean":
+            return [self.metadata[number]] * len(block)
+        return [self.metadata[self.offsets[number] + int(i)] for i in block.index]
+
+    def _audio(self, numbered: list[tuple[int, Path]]) -> Iterator[tuple[int, Path, Iterator[Block]]]:
+        """(number, path, its blocks) for audio inputs, decoded by worker processes when there are several."""
+        numpy_frontend = self.embedder.frontend == "numpy"
+        convert = to_examples if numpy_frontend else (lambda b: b)
+        if len(numbered) < 4 or self.options.workers == 0:
+            for number, path in numbered:
+                yield number, path, (convert(b) for b in audio_blocks(path, self.options.windows))
+            return
+        with DecodePool(self.options.workers) as pool:
+            results = pool.decode([p for _, p in numbered], self.options.windows, numpy_frontend)
+            for (number, path), (_, result) in zip(numbered, results):
+                if isinstance(result, VggishError):
+                    yield number, path, _raise(result)
+                elif result is None:  # too long for a worker: stream it here
+                    yield number, path, (convert(b) for b in audio_blocks(path, self.options.windows))
+                else:
+                    yield number, path, iter(result)
+
+    def _all(self) -> Iterator[tuple[int, Path, Iterator[Block]]]:
+        numbered = list(enumerate(self.sources))[self.first_source:]
+        run: list[tuple[int, Path]] = []
+        for number, path in numbered:  # consecutive audio inputs share the decoding pool
+            if is_spectrogram(path):
+                yield from self._audio(run)
+                run = []
+                yield number, path, spectrogram_blocks(path, self.options.chunk_examples)
+            else:
+                run.append((number, path))
+        yield from self._audio(run)
+
+    def __iter__(self) -> Iterator[tuple[Block, list[list[str]], int]]:
+        for number, path, blocks in self._all():
+            skip = self.first_example if number == self.first_source else 0
+            rows = 0
+            try:
+                for block in blocks:
+                    if skip:
+                        keep = block.index >= skip
+                        if not keep.any():
+                            continue
+                        block = _subset(block, keep)
+                    rows += len(block)
+                    yield block, self._meta(number, block), number
+            except VggishError as exc:
+                if self.options.on_error == "fail":
+                    raise
+                self.report.failures.append((str(path), str(exc)))
+                continue
+            if rows == 0 and skip == 0:
+                self.report.short_inputs.append(str(path))
+            self.report.inputs_done += 1
+
+
+def _raise(error: VggishError) -> Iterator[Block]:
+    raise error
+    yield  # pragma: no cover - makes this a generator
+
+
+def _subset(block: Block, keep: np.ndarray) -> Block:
+    return Block(block.source, block.index[keep], block.start_s[keep], block.end_s[keep],
+                 None if block.windows is None else block.windows[keep],
+                 None if block.examples is None else block.examples[keep])
 
 
 def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOptions,
-            progress: Progress = lambda _: None) -> JobReport:
-    """Embed every source into ``out``; returns the report. The output appears only when complete."""
+            progress: Progress = lambda _: None, resume: bool = False) -> JobReport:
+    """Embed every source into ``out``; returns the report. The output appears only when complete.
+
+    On an error (or a kill) the partial store stays beside ``out`` for ``resume``.
+    """
     if options.pool not in POOLS:
         raise VggishError(f"--pool {options.pool!r}: expected one of {', '.join(POOLS)}")
     if options.on_error not in ("fail", "skip"):
         raise VggishError(f"--on-error {options.on_error!r}: expected fail or skip")
-    report = JobReport()
-    writer = EmbeddingWriter(out)
-    finish = options.postprocessor.postprocess if options.postprocessor else (lambda e: e)
+    out = Path(out)
+    check_output(out)
+    if not all(is_spectrogram(s) for s in sources):
+        embedder.require("windows")
+    columns, metadata, offsets = None, None, None
+    if options.metadata is not None:
+        offsets = _metadata_offsets(sources, options)
+        expected = len(sources) if options.pool == "mean" else sum(len(open_spectrograms(s)) for s in sources)
+        columns, metadata = _load_metadata(options.metadata, expected)
+    store = PartialStore(out, _fingerprint(sources, embedder, options), (params.EMBEDDING_SIZE,), np.float32)
+    position = store.resume() if resume else {}
+    if not resume:
+        store.create()
+    producer = _Producer(sources, embedder, options, position, metadata, offsets)
+    last_commit = time.monotonic()
     try:
-        for source in sources:
-            pool = _MeanPool() if options.pool == "mean" else None
-            rows = 0
-            try:
-                for block in source_blocks(source, options.windows, options.chunk_examples):
-                    embeddings = embedder.embed_block(block)
-                    if pool is not None:
-                        pool.add(block, embeddings)
-                    else:
-                        writer.write(_rows(block, finish(embeddings)))
-                    rows += len(block)
-                    progress(len(block))
-                pooled = pool.row(source) if pool is not None else None
-                if pooled is not None:
-                    pooled.embeddings = finish(pooled.embeddings)
-                    writer.write(pooled)
-            except VggishError as exc:
-                if options.on_error == "fail":
-                    raise
-                report.failures.append((str(source), str(exc)))
-                continue
-            if rows == 0:
-                report.short_inputs.append(str(source))
-            report.rows += 1 if pool is not None and rows else rows
-            report.inputs_done += 1
-        writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
+        stream = batches(producer, embedder.batch_size, producer.snapshot)
+        for batch, values in run_batches(stream, embedder.workers()):
+            store.append(batch.rows(np.maximum(values, 0.0) if embedder.relu else values))
+            progress(len(batch.index))
+            if time.monotonic() - last_commit >= options.commit_seconds:
+                store.commit(batch.position)
+                last_commit = time.monotonic()
+        store.commit({"source": len(sources), "example": 0, "report": producer.snapshot()})
+        finish(store, columns, pooled=options.pool == "mean", postprocessor=options.postprocessor)
+    finally:
+        store.close()
+    store.discard()
+    report = producer.report
+    report.rows = store.rows if options.pool == "none" else report.inputs_done - len(report.short_inputs)
     return report

@@ -10,8 +10,6 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
-import numpy as np
-
 from vggish_rt.engine.errors import VggishError
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -113,8 +111,3 @@ def create_session(model: bytes, kind: str, device_id: int = 0, threads: int | N
     if session.get_providers()[0] != wanted:
         raise VggishError(f"onnxruntime gave providers {session.get_providers()} instead of {wanted}; refusing a silent fallback")
     return session
-
-
-def as_float32(batch: np.ndarray) -> np.ndarray:
-    """A C-contiguous float32 copy or view of ``batch``."""
-    return np.ascontiguousarray(batch, dtype=np.float32)

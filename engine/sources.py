@@ -1,8 +1,8 @@
 """Inputs as a stream of blocks: audio files as windows, spectrogram files as examples.
 
 Audio is decoded block by block (:func:`~vggish_rt.engine.audio.iter_audio`)
-and cut into 15,600-sample windows as it comes; spectrogram files are read from
-memory maps a chunk at a time. Either way memory stays bounded whatever the
+and cut into 15,600-sample windows as it comes; spectrogram files are read a
+chunk at a time. Either way memory stays bounded whatever the
 input's size.
 """
 from __future__ import annotations
@@ -69,18 +69,18 @@ def audio_blocks(source: Path, options: WindowOptions = WindowOptions()) -> Iter
         yield _window_block(source, tail, first, options.hop)
 
 
-def spectrogram_blocks(source: Path, chunk: int = 4096, start: int = 0) -> Iterator[Block]:
+def spectrogram_blocks(source: Path, chunk: int = 1024, start: int = 0) -> Iterator[Block]:
     """Example blocks of a ``.npy``/``.dat`` spectrogram file, from row ``start``, as float32."""
-    array = open_spectrograms(source)
-    for first in range(start, len(array), chunk):
-        examples = np.asarray(array[first : first + chunk], np.float32)
+    spectrograms = open_spectrograms(source)
+    for first in range(start, len(spectrograms), chunk):
+        examples = spectrograms.read(first, first + chunk).astype(np.float32)
         if not np.isfinite(examples).all():
             raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold NaN or Inf")
         nan = np.full(len(examples), np.nan)
         yield Block(source, np.arange(first, first + len(examples)), nan, nan, examples=examples)
 
 
-def source_blocks(source: Path, options: WindowOptions = WindowOptions(), chunk: int = 4096) -> Iterator[Block]:
+def source_blocks(source: Path, options: WindowOptions = WindowOptions(), chunk: int = 1024) -> Iterator[Block]:
     """Blocks of any input file: spectrograms by suffix (.npy, .dat), audio otherwise."""
     if is_spectrogram(source):
         return spectrogram_blocks(source, chunk)

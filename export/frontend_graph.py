@@ -68,6 +68,6 @@ def end_to_end(network: onnx.ModelProto) -> onnx.ModelProto:
     """Frontend then ``network`` (input ``features``): ``waveform`` [N,15600] -> ``embedding`` [N,128]."""
     opset = next(o.version for o in network.opset_import if o.domain in ("", "ai.onnx"))
     frontend = frontend_model(opset, network.ir_version)
-    merged = onnx.compose.merge_models(frontend, network, io_map=[(LOG_MEL, params.ONNX_FEATURES)],
-                                       graph_name=f"{network.graph.name}_e2e")
+    merged = onnx.compose.merge_models(frontend, network, io_map=[(LOG_MEL, params.ONNX_FEATURES)])
+    merged.graph.name = f"{network.graph.name}_e2e"
     return merged

@@ -86,3 +86,33 @@ def tf_embeddings(checkpoint: Path, features: np.ndarray, relu_output: bool = Fa
         embedding = define_vggish_slim(training=False, relu_output=relu_output)
         load_vggish_slim_checkpoint(session, str(checkpoint))
         return session.run(embedding, {graph.get_tensor_by_name("vggish/input_features:0"): features})
+
+
+def write_tiny_model(directory: Path, seed: int = 0) -> Path:
+    """A real, small model directory: features [N,96,64] -> Reshape -> MatMul [6144,128] -> embedding.
+
+    For tests of the streaming engine (order, memory, formats) where the full
+    network's 1.7 GFLOP an example would only slow them down.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, sha256_bytes, write_manifest
+
+    rng = np.random.default_rng(seed)
+    weights = (rng.standard_normal((96 * 64, 128)) / 80).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["features", "shape"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "weights"], ["embedding"])],
+        "tiny",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 96, 64])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 128])],
+        [numpy_helper.from_array(np.array([-1, 96 * 64], np.int64), "shape"), numpy_helper.from_array(weights, "weights")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vggish.onnx").write_bytes(data)
+    write_manifest(directory, {"format": FORMAT, "format_version": FORMAT_VERSION, "pretrained": False,
+                               "files": {"vggish.onnx": {"sha256": sha256_bytes(data), "bytes": len(data)}}})
+    return directory

@@ -1,0 +1,58 @@
+"""Running one model on one device, batch after batch.
+
+On the CPU a batch runs as it is. On CUDA, input and output buffers live on the
+device, allocated once at the batch size and bound to the session once (IO
+binding); every batch has that same shape (a short tail batch is zero-padded
+and its padding rows dropped from the output), so cuDNN's exhaustive algorithm
+search runs once, not once per new shape. The host side stages each batch in a
+reused float32 array, then copies it to the device buffer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vggish_rt.engine import params
+from vggish_rt.engine.session import create_session, onnxruntime
+
+
+class Runner:
+    """One session of one model file on one device; call it with a batch of at most ``batch_size`` rows.
+
+    ``row_shape`` is one input row's shape: (96, 64) for log-mel examples,
+    (15600,) for waveform windows. Returns float32 [n, 128].
+    """
+
+    def __init__(self, model: bytes, input_name: str, row_shape: tuple[int, ...], batch_size: int,
+                 kind: str = "cpu", device_id: int = 0, threads: int | None = None,
+                 cuda_options: dict[str, str] | None = None) -> None:
+        self.input_name, self.row_shape, self.batch_size = input_name, row_shape, batch_size
+        self.kind, self.device_id = kind, device_id
+        self.session = create_session(model, kind, device_id, threads, cuda_options)
+        if kind == "cuda":
+            self._bind()
+
+    def __str__(self) -> str:
+        return "cpu" if self.kind == "cpu" else f"cuda:{self.device_id}"
+
+    def _bind(self) -> None:
+        ort = onnxruntime()
+        shape = [self.batch_size, *self.row_shape]
+        self._staging = np.zeros(shape, np.float32)
+        self._input = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cuda", self.device_id)
+        self._output = ort.OrtValue.ortvalue_from_shape_and_type([self.batch_size, params.EMBEDDING_SIZE],
+                                                                 np.float32, "cuda", self.device_id)
+        self._binding = self.session.io_binding()
+        self._binding.bind_ortvalue_input(self.input_name, self._input)
+        self._binding.bind_ortvalue_output(params.ONNX_EMBEDDING, self._output)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
+        if n > self.batch_size:
+            raise ValueError(f"batch of {n} rows exceeds the runner's batch size {self.batch_size}")
+        if self.kind == "cpu":
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        self._staging[:n] = batch
+        self._staging[n:] = 0.0
+        self._input.update_inplace(self._staging)
+        self.session.run_with_iobinding(self._binding)
+        return self._output.numpy()[:n].copy()

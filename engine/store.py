@@ -1,0 +1,168 @@
+"""The partial store behind every output: rows land here first, then become the output.
+
+``<out>.partial/`` holds
+
+- ``rows.bin``: the embeddings, raw, row after row (float32 or uint8 [n,128];
+  float32 [n,96,64] for features);
+- ``index.csv``: one line a row, ``source,example,start_s,end_s`` (then the
+  metadata columns, when a metadata table is given);
+- ``journal.json``: the job's fingerprint and, after each committed chunk, the
+  rows written, both files' byte sizes and where in the inputs the next row
+  comes from.
+
+Appends go to the files; :meth:`PartialStore.commit` flushes, fsyncs and
+rewrites the journal atomically. After a crash, :meth:`PartialStore.resume`
+truncates both files to the last commit, so nothing is counted twice.
+:meth:`PartialStore.finish` converts the store into the requested format
+(engine.formats) under a temporary name, renames it into place, and removes
+the store.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vggish_rt.engine.errors import VggishError
+
+INDEX_COLUMNS = ["source", "example", "start_s", "end_s"]
+JOURNAL_VERSION = 1
+
+
+@dataclass
+class Rows:
+    """A block of output rows: where each came from, and its values.
+
+    ``start_s``/``end_s`` are NaN for spectrogram inputs, which carry no times.
+    ``metadata`` holds one list of strings a row when a metadata table is given.
+    """
+
+    source: list[str]
+    example: np.ndarray                 # int64 [n], index of the example within its source
+    start_s: np.ndarray                 # float64 [n]
+    end_s: np.ndarray                   # float64 [n]
+    values: np.ndarray                  # float32 or uint8 [n, 128] (features: float32 [n, 96, 64])
+    metadata: list[list[str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def format_index_line(rows: Rows, i: int) -> list[str]:
+    """The index fields of row ``i``: times with 6 decimals, empty for spectrograms."""
+    start, end = rows.start_s[i], rows.end_s[i]
+    times = ["", ""] if np.isnan(start) else [f"{start:.6f}", f"{end:.6f}"]
+    return [rows.source[i], str(int(rows.example[i])), *times, *(rows.metadata[i] if rows.metadata else [])]
+
+
+def store_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+class PartialStore:
+    """Append-only rows + index with a journal; see the module docstring."""
+
+    def __init__(self, out: Path, fingerprint: dict[str, Any], row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.out = Path(out)
+        self.path = store_path(self.out)
+        self.fingerprint = fingerprint
+        self.row_shape, self.dtype = row_shape, np.dtype(dtype)
+        self.rows = 0
+        self.position: dict[str, Any] = {}
+        self._rows_file: io.BufferedWriter | None = None
+        self._index_file: io.TextIOWrapper | None = None
+
+    # -- opening ---------------------------------------------------------------
+    def create(self) -> None:
+        """Start a new store, replacing any left over from an earlier run."""
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        try:
+            self.path.mkdir()
+            self._open("wb", "w")
+            self.commit({})
+        except OSError as exc:
+            self.discard()
+            raise VggishError(f"{self.out}: cannot write ({exc.strerror})") from None
+
+    def resume(self) -> dict[str, Any]:
+        """Reopen a store left by a killed run of the same job; returns the committed position.
+
+        Raises VggishError when there is nothing to resume or it belongs to another job.
+        """
+        journal_file = self.path / "journal.json"
+        if not journal_file.is_file():
+            raise VggishError(f"--resume: no unfinished job for {self.out} (no {journal_file})")
+        try:
+            journal = json.loads(journal_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise VggishError(f"--resume: {journal_file} is unreadable ({exc})") from None
+        if journal.get("version") != JOURNAL_VERSION or journal.get("fingerprint") != self.fingerprint:
+            raise VggishError(f"--resume: {self.path} was left by a different job (other inputs, model or "
+                              "options); remove it or run without --resume")
+        for name, size in (("rows.bin", journal["rows_bytes"]), ("index.csv", journal["index_bytes"])):
+            file = self.path / name
+            if file.stat().st_size < size:
+                raise VggishError(f"--resume: {file} is shorter than its journal says; the store is damaged")
+            os.truncate(file, size)
+        self.rows, self.position = journal["rows"], journal["position"]
+        self._open("ab", "a")
+        return self.position
+
+    def _open(self, binary_mode: str, text_mode: str) -> None:
+        self._rows_file = open(self.path / "rows.bin", binary_mode)
+        self._index_file = open(self.path / "index.csv", text_mode, encoding="utf-8", newline="")
+        self._index = csv.writer(self._index_file, lineterminator="\n")
+
+    # -- writing ---------------------------------------------------------------
+    def append(self, rows: Rows) -> None:
+        values = np.ascontiguousarray(rows.values, self.dtype)
+        if values.shape[1:] != self.row_shape:
+            raise ValueError(f"rows of shape {values.shape[1:]} in a store of {self.row_shape}")
+        self._rows_file.write(values.tobytes())
+        self._index.writerows(format_index_line(rows, i) for i in range(len(rows)))
+        self.rows += len(rows)
+
+    def commit(self, position: dict[str, Any]) -> None:
+        """Make everything appended so far durable, with ``position`` (where the next row comes from)."""
+        for handle in (self._rows_file, self._index_file):
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.position = position
+        journal = {"version": JOURNAL_VERSION, "fingerprint": self.fingerprint, "rows": self.rows,
+                   "rows_bytes": self._rows_file.tell(), "index_bytes": self._index_file.tell(),
+                   "position": position}
+        temporary = self.path / "journal.json.tmp"
+        temporary.write_text(json.dumps(journal, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, self.path / "journal.json")
+
+    # -- reading back ----------------------------------------------------------
+    def read_rows(self, chunk: int) -> Iterator[tuple[np.ndarray, list[list[str]]]]:
+        """Yield (values [k, *row_shape], index lines [k]) from the committed store, ``chunk`` rows at a time."""
+        values = np.memmap(self.path / "rows.bin", dtype=self.dtype, mode="r",
+                           shape=(self.rows, *self.row_shape)) if self.rows else np.empty((0, *self.row_shape), self.dtype)
+        with open(self.path / "index.csv", encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            for start in range(0, self.rows, chunk):
+                lines = [next(reader) for _ in range(min(chunk, self.rows - start))]
+                yield np.asarray(values[start : start + len(lines)]), lines
+
+    # -- ending ----------------------------------------------------------------
+    def close(self) -> None:
+        for handle in (self._rows_file, self._index_file):
+            if handle is not None and not handle.closed:
+                handle.close()
+
+    def discard(self) -> None:
+        """Remove the store (after a clean finish, or an error without --resume in view)."""
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+

@@ -1,0 +1,178 @@
+"""The streaming job: order across workers, resume after kill -9, flat memory, formats, metadata."""
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import assert_one_line_error, run_cli, write_tiny_model
+from vggish_rt.engine import Embedder
+from vggish_rt.engine.pipeline import Batch, batches, run_batches
+from vggish_rt.engine.sources import Block
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def spectrogram_dat(path: Path, rows: int, seed: int = 0) -> np.ndarray:
+    data = np.random.default_rng(seed).normal(-2.0, 1.5, (rows, 96, 64))
+    data.tofile(path)
+    return data
+
+
+def test_order_is_preserved_across_workers(tiny_model):
+    embedder = Embedder(tiny_model, device="cpu", batch_size=7)
+    x = np.random.default_rng(1).normal(size=(200, 96, 64)).astype(np.float32)
+    expected = embedder.embed_examples(x)
+    rng = random.Random(0)
+    lock = threading.Lock()
+
+    def jittery(batch: Batch) -> np.ndarray:  # three workers that finish out of order
+        with lock:
+            delay = rng.uniform(0, 0.02)
+        time.sleep(delay)
+        return embedder.runner("examples")(batch.inputs)
+
+    blocks = ((Block(Path("x"), np.arange(a, a + 23)[: len(x[a:a + 23])], np.full(len(x[a:a + 23]), np.nan),
+                     np.full(len(x[a:a + 23]), np.nan), examples=x[a:a + 23]), [], 0) for a in range(0, 200, 23))
+    seen = [(b.seq, v) for b, v in run_batches(batches(blocks, 7), [jittery] * 3)]
+    assert [s for s, _ in seen] == list(range(len(seen)))
+    np.testing.assert_array_equal(np.concatenate([v for _, v in seen]), expected)
+
+
+def test_batches_have_fixed_size_and_never_mix_kinds():
+    def block(kind, n, number):
+        data = np.zeros((n, 15600) if kind == "windows" else (n, 96, 64), np.float32)
+        return Block(Path(f"s{number}"), np.arange(n), np.zeros(n), np.zeros(n), **{kind: data}), [], number
+    made = list(batches([block("examples", 10, 0), block("examples", 5, 1), block("windows", 9, 2)], 4))
+    assert [len(b.index) for b in made] == [4, 4, 4, 3, 4, 4, 1]
+    assert [b.kind for b in made] == ["examples"] * 4 + ["windows"] * 3
+    assert made[2].sources == ["s0", "s0", "s1", "s1"] and made[2].position == {"source": 1, "example": 2, "report": {}}
+
+
+def wait_for_rows(store: Path, rows: int, timeout: float = 120) -> None:
+    journal = store / "journal.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            import json
+            if json.loads(journal.read_text())["rows"] >= rows:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"the job never committed {rows} rows")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_resume_after_kill_9_gives_identical_bytes(demo_model, tmp_path, suffix):
+    spectrogram_dat(tmp_path / "spec.dat", 300)
+    args = ["embed", tmp_path / "spec.dat", "--model", demo_model, "--device", "cpu", "--batch-size", "8",
+            "--commit-every", "0.05"]
+    reference = run_cli(*args, "--out", tmp_path / f"ref{suffix}")
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / f"resumed{suffix}"
+    for kill_at in (40, 160):  # kill -9 twice, at different points, resuming in between
+        process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out),
+                                    *(["--resume"] if kill_at == 160 else [])],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_rows(out.with_name(out.name + ".partial"), kill_at)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert not out.exists()
+    resumed = run_cli(*args, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_bytes() == (tmp_path / f"ref{suffix}").read_bytes()
+    if suffix == ".npy":
+        assert Path(f"{out}.index.csv").read_bytes() == Path(f"{tmp_path / 'ref.npy'}.index.csv").read_bytes()
+    assert not out.with_name(out.name + ".partial").exists()
+
+
+def test_resume_refuses_another_job(demo_model, tmp_path):
+    spectrogram_dat(tmp_path / "a.dat", 3)
+    (tmp_path / "o.npy.partial").mkdir()
+    assert_one_line_error(run_cli("embed", tmp_path / "a.dat", "--model", demo_model, "--device", "cpu",
+                                  "--out", tmp_path / "o.npy", "--resume"), "--resume", "no unfinished job")
+
+
+def test_memory_stays_flat_on_a_large_dat(tiny_model, tmp_path):
+    rows = 20_000  # 983 MB of float64
+    rng = np.random.default_rng(0)
+    with open(tmp_path / "big.dat", "wb") as f:
+        for _ in range(rows // 1000):
+            rng.normal(-2, 1.5, (1000, 96, 64)).tofile(f)
+    code = ("import resource, sys; from vggish_rt.cli.app import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); raise")
+    result = subprocess.run([sys.executable, "-c", code, "embed", str(tmp_path / "big.dat"), "--model", str(tiny_model),
+                             "--device", "cpu", "--out", str(tmp_path / "e.npy")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    maxrss_mb = int(result.stderr.split("maxrss_kb")[1].split()[0]) / 1024
+    assert maxrss_mb < 400, f"resident memory reached {maxrss_mb:.0f} MB for a 983 MB input"
+    embeddings = np.load(tmp_path / "e.npy", mmap_mode="r")
+    assert embeddings.shape == (rows, 128)
+    with open(tmp_path / "big.dat", "rb") as f:
+        f.seek(19_990 * 96 * 64 * 8)
+        tail = np.frombuffer(f.read(), "<f8").reshape(-1, 96, 64)
+    np.testing.assert_allclose(embeddings[-10:], Embedder(tiny_model, device="cpu").embed_examples(tail), rtol=1e-5)
+
+
+def test_metadata_table_leads_csv_and_parquet_like_the_seed(tiny_model, tmp_path):
+    spectrogram_dat(tmp_path / "wavfile_spec.dat", 5)
+    with open(tmp_path / "wavfile_df.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["", "file_name", "label", "valid"])
+        for i in range(5):
+            writer.writerow([i, f"/audio/zero/{i}.wav", "zero", "True"])
+    for suffix in (".csv", ".parquet"):
+        out = tmp_path / f"wavfile_embed{suffix}"
+        result = run_cli("embed", tmp_path / "wavfile_spec.dat", "--model", tiny_model, "--device", "cpu",
+                         "--metadata", tmp_path / "wavfile_df.csv", "--out", out)
+        assert result.returncode == 0, result.stderr
+        if suffix == ".csv":
+            rows = list(csv.reader(open(out)))
+            assert rows[0] == ["", "file_name", "label", "valid", *[f"e{i}" for i in range(128)]]
+            assert rows[3][:4] == ["2", "/audio/zero/2.wav", "zero", "True"]
+        else:
+            table = pq.read_table(out)
+            assert table.column_names[:4] == ["", "file_name", "label", "valid"]
+            assert table.column("file_name").to_pylist()[4] == "/audio/zero/4.wav"
+    bad = run_cli("embed", tmp_path / "wavfile_spec.dat", tmp_path / "wavfile_spec.dat", "--model", tiny_model,
+                  "--device", "cpu", "--metadata", tmp_path / "wavfile_df.csv", "--out", tmp_path / "x.csv")
+    assert_one_line_error(bad, "5 rows", "10 output rows")
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.csv.partial").exists()
+
+
+def test_every_format_round_trips_with_postprocess_and_pool(demo_model, tmp_path):
+    from test_audio import EXAMPLES
+
+    npy = tmp_path / "e.npy"
+    assert run_cli("embed", EXAMPLES, "--model", demo_model, "--device", "cpu", "--out", npy).returncode == 0
+    embeddings = np.load(npy)
+    index = list(csv.DictReader(open(f"{npy}.index.csv")))
+    assert len(index) == len(embeddings)
+    pooled = tmp_path / "p.parquet"
+    assert run_cli("embed", EXAMPLES, "--model", demo_model, "--device", "cpu", "--pool", "mean",
+                   "--out", pooled).returncode == 0
+    table = pq.read_table(pooled)
+    sources = sorted({row["source"] for row in index})
+    assert table.column("source").to_pylist() == sources
+    first = np.array([table.column(f"e{i}")[0].as_py() for i in range(128)])
+    np.testing.assert_allclose(first, embeddings[[r["source"] == sources[0] for r in index]].mean(axis=0), rtol=1e-5, atol=1e-6)
+    quantized = tmp_path / "q.dat"
+    assert run_cli("embed", EXAMPLES, "--model", demo_model, "--device", "cpu", "--postprocess",
+                   "--out", quantized).returncode == 0
+    q = np.fromfile(quantized, "<f8").reshape(-1, 128)
+    assert q.shape == embeddings.shape and (q == np.round(q)).all() and q.min() >= 0 and q.max() <= 255
