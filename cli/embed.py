@@ -151,3 +151,37 @@ def fit_pca(
         fitter.add(np.asarray(array[start : start + 65536]))
     write_bytes_atomic(out, pca_params_bytes(*fitter.params()))
     print(f"wrote PCA params fitted on {fitter.count} embeddings to {out}")
+
+
+@app.command()
+def bench(
+    model: ModelOption = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, or cuda:0,1.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch (default: 64 on CPU, 1024 on GPU).")] = None,
+    seconds: Annotated[float, typer.Option(help="Keep repeating for at least this long (after at least 3 repeats).")] = 10.0,
+    examples: Annotated[Optional[int], typer.Option(help="Examples per repeat (default: 8 batches per device).")] = None,
+    input_kind: Annotated[str, typer.Option("--input", help="examples (log-mel [N,96,64]) or windows (audio [N,15600] through the frontend).")] = "examples",
+    frontend: Annotated[str, typer.Option(help="For --input windows: onnx (in the graph) or numpy.")] = "onnx",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: every core).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="End with one JSON line holding the results.")] = False,
+) -> None:
+    """Measure examples/s, host arrays in and embeddings back in host memory (medians of repeats)."""
+    import json
+
+    from vggish_rt.engine.bench import benchmark
+    from vggish_rt.engine.embedder import Embedder
+
+    if input_kind not in ("examples", "windows"):
+        raise typer.BadParameter("--input must be examples or windows")
+    embedder = Embedder(model, device=device, precision=precision, batch_size=batch_size, frontend=frontend,
+                        threads=threads)
+    embedder.warn_if_demo()
+    if input_kind == "windows":
+        embedder.require("windows")
+    result = benchmark(embedder, seconds, input_kind, examples)
+    print(f"{result['examples_per_s']:,.0f} examples/s  ({result['device']}, {result['precision']}, batch "
+          f"{result['batch_size']}, {result['input']}; median of {result['repeats']} repeats of "
+          f"{result['examples_per_repeat']} examples)")
+    if json_output:
+        print(json.dumps(result))

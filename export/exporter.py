@@ -25,7 +25,8 @@ from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameter
 from vggish_rt.engine.postprocess import PcaFitter, load_pca_params, pca_params_bytes
 from vggish_rt.engine.windows import cut_windows
 from vggish_rt.export.checkpoint import Checkpoint, check_variables, locate_checkpoint, write_checkpoint
-from vggish_rt.export.convert import OPSET, restore_and_freeze, to_float16, to_onnx
+from vggish_rt.export.convert import OPSET, restore_and_freeze, to_onnx
+from vggish_rt.export.precision import to_float16
 from vggish_rt.export.demo import DEMO_SEED, demo_audio, demo_variables
 from vggish_rt.export.frontend_graph import end_to_end, frontend_model
 from vggish_rt.export.parity import MAX_RELATIVE_ERROR, errors, parity_inputs, run_cases

@@ -94,7 +94,6 @@ def write_tiny_model(directory: Path, seed: int = 0) -> Path:
     For tests of the streaming engine (order, memory, formats) where the full
     network's 1.7 GFLOP an example would only slow them down.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, sha256_bytes, write_manifest

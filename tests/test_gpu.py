@@ -1,0 +1,87 @@
+"""GPU: the CUDA provider against the CPU provider on the same model; 1 and 2 GPUs.
+
+Skipped unless onnxruntime-gpu sees a GPU. The model is $VGGISH_RT_TEST_GPU_MODEL
+(on GPU machines: `python bench/devmodel.py` from a skeleton), else the demo model.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from vggish_rt.engine import Embedder
+from vggish_rt.engine.frontend import log_mel_examples
+from vggish_rt.engine.session import CUDA, cuda_device_count
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(cuda_device_count() == 0, reason="no CUDA GPU for onnxruntime")]
+
+
+@pytest.fixture(scope="module")
+def gpu_model(request):
+    if os.environ.get("VGGISH_RT_TEST_GPU_MODEL"):
+        return Path(os.environ["VGGISH_RT_TEST_GPU_MODEL"])
+    return request.getfixturevalue("demo_model")
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return np.random.default_rng(0).normal(-2.0, 1.5, (1000, 96, 64)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def cpu_reference(gpu_model, examples):
+    return Embedder(gpu_model, device="cpu").embed_examples(examples)
+
+
+def cosine(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_cuda_session_really_runs_on_cuda(gpu_model):
+    embedder = Embedder(gpu_model, device="cuda:0")
+    assert embedder.runner("examples").session.get_providers()[0] == CUDA
+
+
+@pytest.mark.parametrize("precision,min_cosine,max_relative", [("fp32", 0.99999, 5e-3), ("fp16", 0.9999, 2e-2)])
+def test_cuda_matches_cpu(gpu_model, examples, cpu_reference, precision, min_cosine, max_relative):
+    got = Embedder(gpu_model, device="cuda:0", precision=precision, batch_size=256).embed_examples(examples)
+    assert cosine(got, cpu_reference).min() >= min_cosine
+    assert np.abs(got - cpu_reference).max() / np.abs(cpu_reference).max() <= max_relative
+
+
+def test_tail_batch_is_padded_not_reshaped(gpu_model, examples, cpu_reference):
+    embedder = Embedder(gpu_model, device="cuda:0", batch_size=384)  # 1000 = 2 x 384 + 232
+    got = embedder.embed_examples(examples)
+    np.testing.assert_allclose(got[:232], embedder.embed_examples(examples[:232]), rtol=0, atol=0)
+    assert cosine(got, cpu_reference).min() >= 0.99999
+
+
+def test_end_to_end_graph_on_cuda(gpu_model):
+    windows = np.random.default_rng(1).uniform(-0.5, 0.5, (300, 15600)).astype(np.float32)
+    reference = Embedder(gpu_model, device="cpu").embed_examples(log_mel_examples(windows))
+    for precision, floor in (("fp32", 0.99999), ("fp16", 0.9999)):
+        got = Embedder(gpu_model, device="cuda:0", precision=precision).embed_windows(windows)
+        assert cosine(got, reference).min() >= floor, precision
+
+
+@pytest.mark.skipif(cuda_device_count() < 2, reason="needs 2 GPUs")
+def test_two_gpus_keep_order_and_values(gpu_model, examples):
+    one = Embedder(gpu_model, device="cuda:0", batch_size=128).embed_examples(examples)
+    two_embedder = Embedder(gpu_model, device="cuda:0,1", batch_size=128)
+    assert two_embedder.devices == 2
+    two = two_embedder.embed_examples(examples)
+    assert cosine(one, two).min() >= 0.99999
+    assert {r.device_id for r in two_embedder._runners.values()} == {0, 1}
+
+
+def test_job_on_cuda_matches_cpu(gpu_model, tmp_path):
+    data = np.random.default_rng(2).normal(-2.0, 1.5, (700, 96, 64))
+    data.tofile(tmp_path / "spec.dat")
+    for device in ("cpu", "cuda"):
+        result = run_cli("embed", tmp_path / "spec.dat", "--model", gpu_model, "--device", device, "--batch-size", "256",
+                         "--out", tmp_path / f"{device}.npy")
+        assert result.returncode == 0, result.stderr
+    assert cosine(np.load(tmp_path / "cuda.npy"), np.load(tmp_path / "cpu.npy")).min() >= 0.99999
