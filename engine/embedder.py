@@ -32,6 +32,10 @@ NETWORK_FILES = {"fp32": "vggish.onnx", "fp16": "vggish.fp16.onnx", "int8": "vgg
 E2E_FILES = {"fp32": "vggish.e2e.onnx", "fp16": "vggish.e2e.fp16.onnx", "int8": "vggish.e2e.int8.onnx"}
 FRONTENDS = ("onnx", "numpy")
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}
+# Measured on H200 (docs/benchmarks.md): NHWC convolutions are faster on Hopper's tensor
+# cores, and two sessions per GPU let one's host-device copies overlap the other's compute.
+DEFAULT_CUDA_OPTIONS = {"prefer_nhwc": "1", "cudnn_conv_use_max_workspace": "1"}
+DEFAULT_SESSIONS = {"cpu": 1, "cuda": 2}
 
 
 @dataclass
@@ -59,7 +63,7 @@ class Embedder:
     def __init__(self, model_dir: Path | str | None = None, device: str = "auto", precision: str = "fp32",
                  batch_size: int | None = None, device_ids: list[int] | None = None, relu: bool = False,
                  frontend: str = "onnx", threads: int | None = None,
-                 cuda_options: dict[str, str] | None = None) -> None:
+                 cuda_options: dict[str, str] | None = None, sessions_per_device: int | None = None) -> None:
         if precision not in NETWORK_FILES:
             raise VggishError(f"--precision {precision!r}: expected one of {', '.join(NETWORK_FILES)}")
         if frontend not in FRONTENDS:
@@ -69,15 +73,16 @@ class Embedder:
         self.model = ModelDirectory(model_dir)
         self.placement = resolve_placement(device, device_ids)
         self.precision, self.frontend, self.relu, self.threads = precision, frontend, relu, threads
-        self.cuda_options = cuda_options
+        self.cuda_options = {**DEFAULT_CUDA_OPTIONS, **(cuda_options or {})}
+        self.sessions_per_device = sessions_per_device or DEFAULT_SESSIONS[self.placement.kind]
         self.batch_size = batch_size or DEFAULT_BATCH[self.placement.kind]
         self.require("examples")
-        self._runners: dict[tuple[str, int], Runner] = {}
+        self._runners: dict[tuple[str, int, int], Runner] = {}
         self._lock = threading.Lock()
 
     @property
     def devices(self) -> int:
-        """How many devices (one session each) the work is spread over."""
+        """How many devices the work is spread over."""
         return max(1, len(self.placement.device_ids))
 
     def model_file(self, kind: str) -> str:
@@ -92,14 +97,15 @@ class Embedder:
             raise VggishError(f"{self.model.path}: has no {name} for --precision {self.precision}; "
                               f"re-export the model, choose another precision{hint}")
 
-    def runner(self, kind: str, device: int = 0) -> Runner:
-        """The runner for ``kind`` ('examples' or 'windows') on device number ``device``, created on first use.
+    def runner(self, kind: str, device: int = 0, slot: int = 0) -> Runner:
+        """The runner for ``kind`` ('examples' or 'windows') on device number ``device``
+        (session ``slot`` of ``sessions_per_device``), created on first use.
 
         Sessions are created one at a time (creation holds the GIL and, on a GPU,
         runs cuDNN's algorithm search).
         """
         with self._lock:
-            key = (kind, device)
+            key = (kind, device, slot)
             if key not in self._runners:
                 self.require(kind)
                 name = self.model_file(kind)
@@ -110,15 +116,16 @@ class Embedder:
                                             self.placement.kind, device_id, self.threads, self.cuda_options)
             return self._runners[key]
 
-    def worker(self, device: int) -> Callable[[Batch], np.ndarray]:
-        """Runs a pipeline Batch on device number ``device``; applies ``relu`` when asked."""
+    def worker(self, device: int, slot: int = 0) -> Callable[[Batch], np.ndarray]:
+        """Runs a pipeline Batch on device number ``device``, session ``slot``; applies ``relu`` when asked."""
         def run(batch: Batch) -> np.ndarray:
-            values = self.runner(batch.kind, device)(batch.inputs)
+            values = self.runner(batch.kind, device, slot)(batch.inputs)
             return np.maximum(values, 0.0, out=values) if self.relu else values
         return run
 
     def workers(self) -> list[Callable[[Batch], np.ndarray]]:
-        return [self.worker(i) for i in range(self.devices)]
+        """One worker per session: ``sessions_per_device`` on each device."""
+        return [self.worker(d, s) for s in range(self.sessions_per_device) for d in range(self.devices)]
 
     def warn_if_demo(self, stream: TextIO = sys.stderr) -> None:
         """Say once, on ``stream``, when the model is the demo model (not pretrained)."""

@@ -85,3 +85,26 @@ def test_job_on_cuda_matches_cpu(gpu_model, tmp_path):
                          "--out", tmp_path / f"{device}.npy")
         assert result.returncode == 0, result.stderr
     assert cosine(np.load(tmp_path / "cuda.npy"), np.load(tmp_path / "cpu.npy")).min() >= 0.99999
+
+
+def test_resume_on_cuda_gives_identical_bytes(gpu_model, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from test_job import wait_for_rows
+
+    np.random.default_rng(3).normal(-2.0, 1.5, (6000, 96, 64)).tofile(tmp_path / "spec.dat")
+    args = ["embed", tmp_path / "spec.dat", "--model", gpu_model, "--device", "cuda:0", "--batch-size", "256",
+            "--commit-every", "0.01"]
+    assert run_cli(*args, "--out", tmp_path / "ref.npy").returncode == 0
+    out = tmp_path / "resumed.npy"
+    process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_rows(tmp_path / "resumed.npy.partial", 1000)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed = run_cli(*args, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_bytes() == (tmp_path / "ref.npy").read_bytes()
