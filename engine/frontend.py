@@ -63,16 +63,25 @@ def log_mel(signal: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     return np.log(magnitude @ mel_matrix().astype(dtype) + dtype(params.LOG_OFFSET))
 
 
-def log_mel_examples(windows: np.ndarray, chunk: int = 64) -> np.ndarray:
+def log_mel_examples(windows: np.ndarray, chunk: int = 4) -> np.ndarray:
     """Windows float [N, 15600] at 16 kHz -> float32 log-mel examples [N, 96, 64].
 
-    Works through ``chunk`` windows at a time so temporary memory stays near
-    ``chunk`` x 200 KB.
+    The same arithmetic as :func:`log_mel` in float32, ``chunk`` windows at a
+    time through one reused zero-padded frame buffer: small chunks keep the
+    FFT's working set in the CPU's L2 cache, which measured 1.8x faster than
+    64 windows at a time (docs/benchmarks.md). Results are bit-identical.
     """
     windows = np.asarray(windows)
     if windows.ndim != 2 or windows.shape[1] != params.EXAMPLE_SAMPLES:
         raise ValueError(f"windows must have shape [N, {params.EXAMPLE_SAMPLES}], got {list(windows.shape)}")
     out = np.empty((len(windows), params.NUM_FRAMES, params.NUM_BANDS), np.float32)
+    hann = periodic_hann().astype(np.float32)
+    mel = mel_matrix().astype(np.float32)
+    padded = np.zeros((chunk, params.NUM_FRAMES, params.FFT_LENGTH), np.float32)
     for start in range(0, len(windows), chunk):
-        out[start : start + chunk] = log_mel(windows[start : start + chunk])
+        block = np.asarray(windows[start : start + chunk], np.float32)
+        n = len(block)
+        np.multiply(frames(block), hann, out=padded[:n, :, : params.WINDOW_LENGTH_SAMPLES])
+        magnitude = np.abs(np.fft.rfft(padded[:n], axis=-1))
+        out[start : start + n] = np.log(magnitude @ mel + np.float32(params.LOG_OFFSET))
     return out

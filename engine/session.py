@@ -22,6 +22,7 @@ def onnxruntime() -> ModuleType:
     except ImportError:
         raise VggishError("onnxruntime is not installed: pip install 'vggish-rt[cpu]' (or '[gpu]' for "
                           "onnxruntime-gpu; never both)") from None
+    ort.set_default_logger_severity(3)  # errors only: its warnings are not addressed to our users
     if hasattr(ort, "preload_dlls") and CUDA in ort.get_available_providers():
         try:  # CUDA and cuDNN from pip wheels (nvidia-*), when present
             ort.preload_dlls()
