@@ -21,6 +21,7 @@ from vggish_rt.engine import params
 from vggish_rt.engine.audio import resample
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
+from vggish_rt.engine.graph import pool_before_bias_relu
 from vggish_rt.engine.modeldir import ModelDirectory
 from vggish_rt.engine.pipeline import Batch, batches, run_batches
 from vggish_rt.engine.runner import Runner
@@ -63,7 +64,8 @@ class Embedder:
     def __init__(self, model_dir: Path | str | None = None, device: str = "auto", precision: str = "fp32",
                  batch_size: int | None = None, device_ids: list[int] | None = None, relu: bool = False,
                  frontend: str = "onnx", threads: int | None = None,
-                 cuda_options: dict[str, str] | None = None, sessions_per_device: int | None = None) -> None:
+                 cuda_options: dict[str, str] | None = None, sessions_per_device: int | None = None,
+                 gpu_rewrites: bool = True) -> None:
         if precision not in NETWORK_FILES:
             raise VggishError(f"--precision {precision!r}: expected one of {', '.join(NETWORK_FILES)}")
         if frontend not in FRONTENDS:
@@ -75,9 +77,11 @@ class Embedder:
         self.precision, self.frontend, self.relu, self.threads = precision, frontend, relu, threads
         self.cuda_options = {**DEFAULT_CUDA_OPTIONS, **(cuda_options or {})}
         self.sessions_per_device = sessions_per_device or DEFAULT_SESSIONS[self.placement.kind]
+        self.gpu_rewrites = gpu_rewrites
         self.batch_size = batch_size or DEFAULT_BATCH[self.placement.kind]
         self.require("examples")
         self._runners: dict[tuple[str, int, int], Runner] = {}
+        self._models: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     @property
@@ -112,9 +116,16 @@ class Embedder:
                 input_name, row_shape = ((params.ONNX_FEATURES, (params.NUM_FRAMES, params.NUM_BANDS)) if kind == "examples"
                                          else (params.ONNX_WAVEFORM, (params.EXAMPLE_SAMPLES,)))
                 device_id = self.placement.device_ids[device] if self.placement.device_ids else 0
-                self._runners[key] = Runner(self.model.read_verified(name), input_name, row_shape, self.batch_size,
+                self._runners[key] = Runner(self._model_bytes(name), input_name, row_shape, self.batch_size,
                                             self.placement.kind, device_id, self.threads, self.cuda_options)
             return self._runners[key]
+
+    def _model_bytes(self, name: str) -> bytes:
+        """Model file ``name``, verified; on CUDA with the exact GPU rewrites of engine.graph applied (once)."""
+        if name not in self._models:
+            data = self.model.read_verified(name)
+            self._models[name] = pool_before_bias_relu(data) if self.placement.kind == "cuda" and self.gpu_rewrites else data
+        return self._models[name]
 
     def worker(self, device: int, slot: int = 0) -> Callable[[Batch], np.ndarray]:
         """Runs a pipeline Batch on device number ``device``, session ``slot``; applies ``relu`` when asked."""

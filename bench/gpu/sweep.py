@@ -18,6 +18,10 @@ from vggish_rt.engine.session import cuda_device_count
 
 def configurations(gpus: int) -> list[dict]:
     base = []
+    for precision in ("fp32", "fp16"):  # the exact graph rewrite (engine.graph) on and off
+        for rewrite in (False, True):
+            for nhwc in ("0", "1"):
+                base.append({"precision": precision, "prefer_nhwc": nhwc, "sessions": 2, "batch": 1024, "rewrite": rewrite})
     for precision in ("fp32", "fp16"):
         for nhwc in ("0", "1"):
             for sessions in (1, 2):
@@ -49,7 +53,8 @@ def main() -> None:
         if "tf32" in config:
             options["use_tf32"] = config["tf32"]
         embedder = Embedder(arguments.model, device=device, precision=config["precision"], batch_size=config["batch"],
-                            cuda_options=options, sessions_per_device=config["sessions"])
+                            cuda_options=options, sessions_per_device=config["sessions"],
+                            gpu_rewrites=config.get("rewrite", True))
         kind = config.get("input", "examples")
         result = {**config, **benchmark(embedder, arguments.seconds, kind)}
         results.append(result)
