@@ -84,7 +84,7 @@ def main() -> None:
             rate, _ = resident_rate(model, {"prefer_nhwc": nhwc})
             results[f"resident {name} nhwc={nhwc}"] = rate
             print(f"GPU-resident {name} prefer_nhwc={nhwc}: {rate:,.0f} examples/s", flush=True)
-    half_in = half_boundary(fp16) if not arguments.rewrite else fp16
+    half_in = half_boundary(fp16)
     rate, _ = resident_rate(half_in, {"prefer_nhwc": "1"}, np.float16)
     results["resident fp16 half-input nhwc=1"] = rate
     print(f"GPU-resident fp16, float16 input: {rate:,.0f} examples/s", flush=True)
