@@ -134,9 +134,17 @@ class Embedder:
             return np.maximum(values, 0.0, out=values) if self.relu else values
         return run
 
-    def workers(self) -> list[Callable[[Batch], np.ndarray]]:
-        """One worker per session: ``sessions_per_device`` on each device."""
-        return [self.worker(d, s) for s in range(self.sessions_per_device) for d in range(self.devices)]
+    def workers(self, kinds: tuple[str, ...] = ("examples",)) -> list[Callable[[Batch], np.ndarray]]:
+        """One worker per session: ``sessions_per_device`` on each device.
+
+        The sessions for ``kinds`` are created here, one after another in the
+        calling thread, before any worker thread starts.
+        """
+        slots = [(d, s) for s in range(self.sessions_per_device) for d in range(self.devices)]
+        for kind in kinds:
+            for device, slot in slots:
+                self.runner(kind, device, slot)
+        return [self.worker(d, s) for d, s in slots]
 
     def warn_if_demo(self, stream: TextIO = sys.stderr) -> None:
         """Say once, on ``stream``, when the model is the demo model (not pretrained)."""
@@ -151,7 +159,7 @@ class Embedder:
                          np.full(len(part), np.nan), **{kind: part}), [], 0)
                   for a in range(0, len(array), chunk) for part in [array[a : a + chunk]])
         row = 0
-        for _, values in run_batches(batches(blocks, self.batch_size), self.workers()):
+        for _, values in run_batches(batches(blocks, self.batch_size), self.workers((kind,))):
             out[row : row + len(values)] = values
             row += len(values)
         return out

@@ -217,8 +217,10 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         raise VggishError(f"--on-error {options.on_error!r}: expected fail or skip")
     out = Path(out)
     check_output(out)
-    if not all(is_spectrogram(s) for s in sources):
-        embedder.require("windows")
+    kinds = tuple(sorted({"examples" if is_spectrogram(s) or embedder.frontend == "numpy" else "windows"
+                          for s in sources}))
+    for kind in kinds:
+        embedder.require(kind)
     columns, metadata, offsets = None, None, None
     if options.metadata is not None:
         offsets = _metadata_offsets(sources, options)
@@ -232,7 +234,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     last_commit = time.monotonic()
     try:
         stream = batches(producer, embedder.batch_size, producer.snapshot)
-        for batch, values in run_batches(stream, embedder.workers()):
+        for batch, values in run_batches(stream, embedder.workers(kinds)):
             store.append(batch.rows(np.maximum(values, 0.0) if embedder.relu else values))
             progress(len(batch.index))
             if time.monotonic() - last_commit >= options.commit_seconds:

@@ -5,6 +5,7 @@ exactly one of them must be installed (the ``[cpu]`` or ``[gpu]`` extra).
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ from vggish_rt.engine.errors import VggishError
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 
 
+@functools.lru_cache(maxsize=None)
 def onnxruntime() -> ModuleType:
-    """The onnxruntime module, or a VggishError saying how to install it."""
+    """The onnxruntime module (CUDA libraries preloaded once), or a VggishError saying how to install it."""
     try:
         import onnxruntime as ort
     except ImportError:
