@@ -41,7 +41,7 @@ def _known_rows(sources: list[Path]) -> int | None:
 @app.command()
 def embed(
     inputs: InputsArgument,
-    out: Annotated[Path, typer.Option(help="Output file; its suffix picks the format: .npy (+ .index.csv), .csv, .parquet, .dat.")],
+    out: Annotated[Path, typer.Option(help="Output file; its suffix picks the format: .npy (+ .index.csv), .csv, .parquet, .dat, .tfrecord (AudioSet layout, with --postprocess).")],
     model: ModelOption = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, or cuda:0,1 (one session per GPU).")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (the model directory must hold that file).")] = "fp32",
@@ -59,6 +59,7 @@ def embed(
     resume: Annotated[bool, typer.Option(help="Continue a killed run of the same job from its last committed chunk.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Audio decoding processes (default: one per core; 0: decode in-process).")] = None,
     commit_every: Annotated[float, typer.Option(help="Seconds between commits of finished rows (what --resume keeps).")] = 2.0,
+    provider: Annotated[str, typer.Option(help="On GPUs: cuda (default) or tensorrt (needs TensorRT's own libraries; engine cache in ~/.cache/vggish-rt/tensorrt).")] = "cuda",
 ) -> None:
     """Embed audio or spectrograms into one output file.
 
@@ -72,10 +73,11 @@ def embed(
     from vggish_rt.engine.sources import WindowOptions
 
     sources = expand_inputs(inputs)
-    embedder = Embedder(model, device=device, precision=precision, batch_size=batch_size, relu=relu, frontend=frontend)
+    embedder = Embedder(model, device=device, precision=precision, batch_size=batch_size, relu=relu, frontend=frontend,
+                        provider=provider)
     embedder.warn_if_demo()
     postprocessor = None
-    if postprocess:
+    if postprocess or out.suffix.lower() == ".tfrecord":
         postprocessor = Postprocessor.from_file(embedder.model.read_verified("pca_params.npz"),
                                                 f"{embedder.model.path}/pca_params.npz")
     options = JobOptions(WindowOptions(_hop(hop), pad_short, pad_tail, resampler), postprocessor, pool, on_error,
@@ -86,6 +88,10 @@ def embed(
         print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
     for _, reason in result.failures:
         print(f"failed: {reason}", file=sys.stderr)
+    if result.failures:
+        from vggish_rt.engine.job import failures_path
+
+        print(f"{len(result.failures)} input(s) failed; listed in {failures_path(out)}", file=sys.stderr)
     print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out} "
           f"({embedder.placement}, {precision})")
     if result.failures:

@@ -32,6 +32,7 @@ from vggish_rt.engine.windows import cut_windows, window_times
 NETWORK_FILES = {"fp32": "vggish.onnx", "fp16": "vggish.fp16.onnx", "int8": "vggish.int8.onnx"}
 E2E_FILES = {"fp32": "vggish.e2e.onnx", "fp16": "vggish.e2e.fp16.onnx", "int8": "vggish.e2e.int8.onnx"}
 FRONTENDS = ("onnx", "numpy")
+PROVIDERS = ("cuda", "tensorrt")
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}
 # Measured on H200 (docs/benchmarks.md): NHWC convolutions are faster on Hopper's tensor
 # cores, and two sessions per GPU let one's host-device copies overlap the other's compute.
@@ -65,7 +66,7 @@ class Embedder:
                  batch_size: int | None = None, device_ids: list[int] | None = None, relu: bool = False,
                  frontend: str = "onnx", threads: int | None = None,
                  cuda_options: dict[str, str] | None = None, sessions_per_device: int | None = None,
-                 gpu_rewrites: bool = True) -> None:
+                 gpu_rewrites: bool = True, provider: str = "cuda", tensorrt_cache: Path | str | None = None) -> None:
         if precision not in NETWORK_FILES:
             raise VggishError(f"--precision {precision!r}: expected one of {', '.join(NETWORK_FILES)}")
         if frontend not in FRONTENDS:
@@ -78,6 +79,14 @@ class Embedder:
         self.cuda_options = {**DEFAULT_CUDA_OPTIONS, **(cuda_options or {})}
         self.sessions_per_device = sessions_per_device or DEFAULT_SESSIONS[self.placement.kind]
         self.gpu_rewrites = gpu_rewrites
+        if provider not in PROVIDERS:
+            raise VggishError(f"--provider {provider!r}: expected one of {', '.join(PROVIDERS)}")
+        if provider == "tensorrt" and self.placement.kind != "cuda":
+            raise VggishError("--provider tensorrt needs a CUDA device (--device cuda...)")
+        self.tensorrt_cache = str(tensorrt_cache or Path.home() / ".cache" / "vggish-rt" / "tensorrt") \
+            if provider == "tensorrt" else None
+        if self.tensorrt_cache is not None:
+            Path(self.tensorrt_cache).mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size or DEFAULT_BATCH[self.placement.kind]
         self.require("examples")
         self._runners: dict[tuple[str, int, int], Runner] = {}
@@ -117,7 +126,8 @@ class Embedder:
                                          else (params.ONNX_WAVEFORM, (params.EXAMPLE_SAMPLES,)))
                 device_id = self.placement.device_ids[device] if self.placement.device_ids else 0
                 self._runners[key] = Runner(self._model_bytes(name), input_name, row_shape, self.batch_size,
-                                            self.placement.kind, device_id, self.threads, self.cuda_options)
+                                            self.placement.kind, device_id, self.threads, self.cuda_options,
+                                            self.tensorrt_cache)
             return self._runners[key]
 
     def _model_bytes(self, name: str) -> bytes:

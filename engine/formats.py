@@ -6,7 +6,9 @@
   and ``<out>.index.csv``;
 - ``.csv``: the seed's layout: the index columns (or, with a metadata table,
   its columns instead) then ``e0``..``e127``;
-- ``.parquet``: the same columns as the CSV, one row group per chunk.
+- ``.parquet``: the same columns as the CSV, one row group per chunk;
+- ``.tfrecord``: AudioSet's layout, one SequenceExample per input with the
+  post-processed bytes per example (needs TensorFlow: vggish_rt.export.tfrecord).
 
 Each file is written under a temporary name and renamed into place, so an
 earlier output of the same name stays intact until the new one is complete.
@@ -26,7 +28,7 @@ from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.store import INDEX_COLUMNS, PartialStore
 
-FORMATS = (".npy", ".csv", ".parquet", ".dat")
+FORMATS = (".npy", ".csv", ".parquet", ".dat", ".tfrecord")
 EMBEDDING_COLUMNS = [f"e{i}" for i in range(params.EMBEDDING_SIZE)]
 CHUNK = 8192
 
@@ -75,6 +77,13 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
             _write_dat(chunks(), temporary, index_temporary, columns)
         elif suffix == ".csv":
             _write_csv(chunks(), temporary, columns)
+        elif suffix == ".tfrecord":
+            if postprocessor is None or pooled:
+                raise VggishError("--out .tfrecord holds quantized embeddings per example: use it with "
+                                  "--postprocess and without --pool")
+            from vggish_rt.export.tfrecord import write_sequence_examples
+
+            write_sequence_examples(temporary, _per_source(chunks()))
         else:
             _write_parquet(chunks(), temporary, columns, (0, *store.row_shape), dtype)
         if index_temporary.exists():
@@ -85,6 +94,22 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
     finally:
         temporary.unlink(missing_ok=True)
         index_temporary.unlink(missing_ok=True)
+
+
+def _per_source(chunks: Chunks) -> Iterator[tuple[str, float, float, np.ndarray]]:
+    """(source, first start_s, last end_s, values [n,...]) for each run of rows of one source."""
+    source, start, end, parts = None, 0.0, 0.0, []
+    for values, lines in chunks:
+        for row, line in zip(values, lines):
+            if line[0] != source and parts:
+                yield source, start, end, np.stack(parts)
+                parts = []
+            if not parts:
+                source, start = line[0], float(line[2] or 0.0)
+            end = float(line[3] or 0.0)
+            parts.append(row)
+    if parts:
+        yield source, start, end, np.stack(parts)
 
 
 def _count_sources(store: PartialStore) -> int:

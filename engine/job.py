@@ -246,5 +246,22 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         store.close()
     store.discard()
     report = producer.report
+    _write_failures(out, report)
     report.rows = store.rows if options.pool == "none" else report.inputs_done - len(report.short_inputs)
     return report
+
+
+def failures_path(out: Path) -> Path:
+    return out.with_name(out.name + ".failures.csv")
+
+
+def _write_failures(out: Path, report: JobReport) -> None:
+    """``<out>.failures.csv`` (source, reason) when inputs failed; a stale one from an earlier run is removed."""
+    path = failures_path(out)
+    if not report.failures:
+        path.unlink(missing_ok=True)
+        return
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["source", "reason"])
+        writer.writerows(report.failures)

@@ -25,10 +25,10 @@ class Runner:
 
     def __init__(self, model: bytes, input_name: str, row_shape: tuple[int, ...], batch_size: int,
                  kind: str = "cpu", device_id: int = 0, threads: int | None = None,
-                 cuda_options: dict[str, str] | None = None) -> None:
+                 cuda_options: dict[str, str] | None = None, tensorrt_cache: str | None = None) -> None:
         self.input_name, self.row_shape, self.batch_size = input_name, row_shape, batch_size
         self.kind, self.device_id = kind, device_id
-        self.session = create_session(model, kind, device_id, threads, cuda_options)
+        self.session = create_session(model, kind, device_id, threads, cuda_options, tensorrt_cache)
         if kind == "cuda":
             self._bind()
 

@@ -13,7 +13,7 @@ from types import ModuleType
 
 from vggish_rt.engine.errors import VggishError
 
-CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
 
 @functools.lru_cache(maxsize=None)
@@ -91,11 +91,14 @@ def resolve_placement(device: str, device_ids: list[int] | None = None) -> Place
 
 
 def create_session(model: bytes, kind: str, device_id: int = 0, threads: int | None = None,
-                   cuda_options: dict[str, str] | None = None) -> object:
+                   cuda_options: dict[str, str] | None = None, tensorrt_cache: str | None = None) -> object:
     """An InferenceSession on one device, checked to really run there.
 
     CPU: ``threads`` intra-op threads (default: every core). CUDA: device
     ``device_id`` with ``cuda_options`` (onnxruntime's CUDA provider options).
+    ``tensorrt_cache``: use the TensorRT provider first, with its engine cache in
+    that directory (needs TensorRT's libraries, which pip cannot install on our
+    machines; without them this is a clear error, never a quiet fallback).
     """
     ort = onnxruntime()
     options = ort.SessionOptions()
@@ -106,11 +109,19 @@ def create_session(model: bytes, kind: str, device_id: int = 0, threads: int | N
         providers: list = [CPU]
     else:
         providers = [(CUDA, {"device_id": str(device_id), **(cuda_options or {})})]
+        if tensorrt_cache is not None:
+            if TENSORRT not in ort.get_available_providers():
+                raise VggishError("--provider tensorrt: this onnxruntime build has no TensorRT provider")
+            providers.insert(0, (TENSORRT, {"device_id": str(device_id), "trt_engine_cache_enable": "True",
+                                            "trt_engine_cache_path": tensorrt_cache}))
     try:
         session = ort.InferenceSession(model, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise VggishError(f"onnxruntime could not create a {kind} session: {str(exc).splitlines()[0]}") from None
-    wanted = CPU if kind == "cpu" else CUDA
+    wanted = CPU if kind == "cpu" else TENSORRT if tensorrt_cache is not None else CUDA
+    if wanted == TENSORRT and session.get_providers()[0] != TENSORRT:
+        raise VggishError("--provider tensorrt: TensorRT's libraries (libnvinfer) could not be loaded; install "
+                          "TensorRT for your CUDA version, or use the CUDA provider (the default)")
     if session.get_providers()[0] != wanted:
         raise VggishError(f"onnxruntime gave providers {session.get_providers()} instead of {wanted}; refusing a silent fallback")
     return session
