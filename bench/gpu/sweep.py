@@ -32,7 +32,8 @@ def configurations(gpus: int) -> list[dict]:
         base.append({"precision": precision, "prefer_nhwc": "1", "sessions": 2, "batch": 1024, "input": "windows"})
         base.append({"precision": precision, "prefer_nhwc": "1", "sessions": 2, "batch": 1024, "tf32": "0"})
         if gpus > 1:
-            base.append({"precision": precision, "prefer_nhwc": "1", "sessions": 2, "batch": 1024, "gpus": gpus})
+            for sessions in (2, 3):
+                base.append({"precision": precision, "prefer_nhwc": "1", "sessions": sessions, "batch": 1024, "gpus": gpus})
     return base
 
 
