@@ -108,3 +108,18 @@ def test_resume_on_cuda_gives_identical_bytes(gpu_model, tmp_path):
     resumed = run_cli(*args, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert out.read_bytes() == (tmp_path / "ref.npy").read_bytes()
+
+
+def test_frontend_graph_on_cuda_is_accurate_with_tf32_on():
+    """TF32 (the CUDA provider's default) must not distort the in-graph log-mel: quiet bins come
+    from cancelling sums, which a plain TF32 MatMul got wrong by up to 0.93 (docs/benchmarks.md)."""
+    from vggish_rt.engine.session import create_session
+    from vggish_rt.export.frontend_graph import frontend_model
+
+    rng = np.random.default_rng(4)
+    windows = np.concatenate([rng.uniform(-1, 1, (32, 15600)),
+                              0.5 * np.sin(2 * np.pi * 1000 * np.arange(32 * 15600) / 16000).reshape(32, 15600),
+                              1e-4 * rng.standard_normal((32, 15600))]).astype(np.float32)
+    session = create_session(frontend_model(17, 8).SerializeToString(), "cuda", 0)  # use_tf32 defaults to on
+    got = session.run(None, {"waveform": windows})[0]
+    assert np.abs(got - log_mel_examples(windows)).max() <= 1e-3
