@@ -77,10 +77,7 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
             _write_dat(chunks(), temporary, index_temporary, columns)
         elif suffix == ".csv":
             _write_csv(chunks(), temporary, columns)
-        elif suffix == ".tfrecord":
-            if postprocessor is None or pooled:
-                raise VggishError("--out .tfrecord holds quantized embeddings per example: use it with "
-                                  "--postprocess and without --pool")
+        elif suffix == ".tfrecord":  # run_job has checked: post-processed, not pooled
             from vggish_rt.export.tfrecord import write_sequence_examples
 
             write_sequence_examples(temporary, _per_source(chunks()))

@@ -48,7 +48,9 @@ class JobOptions:
     """How inputs become examples and embeddings become output rows.
 
     ``pool='mean'``: one row per input (the mean of its examples' embeddings,
-    before post-processing). ``metadata``: a CSV table with one row per output
+    before post-processing). ``on_error='skip'``: a spectrogram file that turns
+    bad part-way (NaN rows) keeps the rows embedded before the bad chunk; its
+    failure is reported all the same. ``metadata``: a CSV table with one row per output
     row, whose columns lead the CSV/Parquet output (spectrogram inputs, or any
     input with ``pool='mean'``). ``workers``: audio decoding processes
     (default: every core).
@@ -60,7 +62,7 @@ class JobOptions:
     on_error: str = "fail"
     metadata: Path | None = None
     workers: int | None = None
-    chunk_examples: int = 1024      # spectrogram rows read at a time (50 MB of float64)
+    chunk_examples: int = 256       # spectrogram rows read at a time (12.6 MB of float64)
     commit_seconds: float = 2.0
 
 
@@ -217,6 +219,9 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         raise VggishError(f"--on-error {options.on_error!r}: expected fail or skip")
     out = Path(out)
     check_output(out)
+    if out.suffix.lower() == ".tfrecord" and (options.postprocessor is None or options.pool != "none"):
+        raise VggishError("--out .tfrecord holds quantized embeddings per example: use it with --postprocess "
+                          "and without --pool")
     kinds = tuple(sorted({"examples" if is_spectrogram(s) or embedder.frontend == "numpy" else "windows"
                           for s in sources}))
     for kind in kinds:
@@ -235,7 +240,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     try:
         stream = batches(producer, embedder.batch_size, producer.snapshot)
         for batch, values in run_batches(stream, embedder.workers(kinds)):
-            store.append(batch.rows(np.maximum(values, 0.0) if embedder.relu else values))
+            store.append(batch.rows(values))
             progress(len(batch.index))
             if time.monotonic() - last_commit >= options.commit_seconds:
                 store.commit(batch.position)

@@ -69,7 +69,7 @@ def audio_blocks(source: Path, options: WindowOptions = WindowOptions()) -> Iter
         yield _window_block(source, tail, first, options.hop)
 
 
-def spectrogram_blocks(source: Path, chunk: int = 1024, start: int = 0) -> Iterator[Block]:
+def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0) -> Iterator[Block]:
     """Example blocks of a ``.npy``/``.dat`` spectrogram file, from row ``start``, as float32."""
     spectrograms = open_spectrograms(source)
     for first in range(start, len(spectrograms), chunk):
@@ -80,7 +80,7 @@ def spectrogram_blocks(source: Path, chunk: int = 1024, start: int = 0) -> Itera
         yield Block(source, np.arange(first, first + len(examples)), nan, nan, examples=examples)
 
 
-def source_blocks(source: Path, options: WindowOptions = WindowOptions(), chunk: int = 1024) -> Iterator[Block]:
+def source_blocks(source: Path, options: WindowOptions = WindowOptions(), chunk: int = 256) -> Iterator[Block]:
     """Blocks of any input file: spectrograms by suffix (.npy, .dat), audio otherwise."""
     if is_spectrogram(source):
         return spectrogram_blocks(source, chunk)
