@@ -60,6 +60,13 @@ class Embedder:
     to the network. ``relu`` applies the pre-2020 reference's ReLU to the output
     (a deviation from the current reference; off by default). ``batch_size``
     defaults to 64 on the CPU and 1024 on a GPU.
+
+    GPU settings, defaults from measurements on an H200 (docs/benchmarks.md):
+    ``sessions_per_device`` (2 on a GPU: one session's copies overlap the
+    other's compute), ``cuda_options`` (onnxruntime CUDA provider options,
+    merged over ``prefer_nhwc=1``), ``gpu_rewrites`` (the exact graph rewrite of
+    engine.graph, on), ``provider`` 'cuda' or 'tensorrt' (with its engine cache
+    in ``tensorrt_cache``). ``threads``: CPU intra-op threads (default: all cores).
     """
 
     def __init__(self, model_dir: Path | str | None = None, device: str = "auto", precision: str = "fp32",
