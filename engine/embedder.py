@@ -73,8 +73,7 @@ class Embedder:
                  batch_size: int | None = None, device_ids: list[int] | None = None, relu: bool = False,
                  frontend: str = "onnx", threads: int | None = None,
                  cuda_options: dict[str, str] | None = None, sessions_per_device: int | None = None,
-                 gpu_rewrites: bool = True, provider: str = "cuda", tensorrt_cache: Path | str | None = None,
-                 copy_in_run: bool = True) -> None:
+                 gpu_rewrites: bool = True, provider: str = "cuda", tensorrt_cache: Path | str | None = None) -> None:
         if precision not in NETWORK_FILES:
             raise VggishError(f"--precision {precision!r}: expected one of {', '.join(NETWORK_FILES)}")
         if frontend not in FRONTENDS:
@@ -86,7 +85,7 @@ class Embedder:
         self.precision, self.frontend, self.relu, self.threads = precision, frontend, relu, threads
         self.cuda_options = {**DEFAULT_CUDA_OPTIONS, **(cuda_options or {})}
         self.sessions_per_device = sessions_per_device or DEFAULT_SESSIONS[self.placement.kind]
-        self.gpu_rewrites, self.copy_in_run = gpu_rewrites, copy_in_run
+        self.gpu_rewrites = gpu_rewrites
         if provider not in PROVIDERS:
             raise VggishError(f"--provider {provider!r}: expected one of {', '.join(PROVIDERS)}")
         if provider == "tensorrt" and self.placement.kind != "cuda":
@@ -135,7 +134,7 @@ class Embedder:
                 device_id = self.placement.device_ids[device] if self.placement.device_ids else 0
                 self._runners[key] = Runner(self._model_bytes(name), input_name, row_shape, self.batch_size,
                                             self.placement.kind, device_id, self.threads, self.cuda_options,
-                                            self.tensorrt_cache, self.copy_in_run)
+                                            self.tensorrt_cache)
             return self._runners[key]
 
     def _model_bytes(self, name: str) -> bytes:

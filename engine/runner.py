@@ -25,10 +25,8 @@ class Runner:
 
     def __init__(self, model: bytes, input_name: str, row_shape: tuple[int, ...], batch_size: int,
                  kind: str = "cpu", device_id: int = 0, threads: int | None = None,
-                 cuda_options: dict[str, str] | None = None, tensorrt_cache: str | None = None,
-                 copy_in_run: bool = True) -> None:
+                 cuda_options: dict[str, str] | None = None, tensorrt_cache: str | None = None) -> None:
         self.input_name, self.row_shape, self.batch_size = input_name, row_shape, batch_size
-        self.copy_in_run = copy_in_run
         self.kind, self.device_id = kind, device_id
         self.session = create_session(model, kind, device_id, threads, cuda_options, tensorrt_cache)
         if kind == "cuda":
@@ -55,14 +53,10 @@ class Runner:
         if self.kind == "cpu":
             return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
         if n == self.batch_size and batch.dtype == np.float32 and batch.flags.c_contiguous:
-            host = batch  # a full batch goes straight from its own memory
+            self._input.update_inplace(batch)  # a full batch goes straight from its own memory
         else:
             self._staging[:n] = batch
             self._staging[n:] = 0.0
-            host = self._staging
-        if self.copy_in_run:  # onnxruntime copies inside run, which releases the GIL
-            self._binding.bind_cpu_input(self.input_name, host)
-        else:
-            self._input.update_inplace(host)
+            self._input.update_inplace(self._staging)
         self.session.run_with_iobinding(self._binding)
         return self._output.numpy()[:n].copy()
