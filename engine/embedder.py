@@ -24,7 +24,6 @@ from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.graph import pool_before_bias_relu
 from vggish_rt.engine.modeldir import ModelDirectory
 from vggish_rt.engine.pipeline import Batch, batches, run_batches
-from vggish_rt.engine.remote import RemoteDevices
 from vggish_rt.engine.runner import Runner
 from vggish_rt.engine.session import resolve_placement
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks
@@ -67,17 +66,14 @@ class Embedder:
     other's compute), ``cuda_options`` (onnxruntime CUDA provider options,
     merged over ``prefer_nhwc=1``), ``gpu_rewrites`` (the exact graph rewrite of
     engine.graph, on), ``provider`` 'cuda' or 'tensorrt' (with its engine cache
-    in ``tensorrt_cache``), ``processes`` (one worker process per device; on by
-    default with several GPUs, where it scaled 2x against 1.8x for threads).
-    ``threads``: CPU intra-op threads (default: all cores).
+    in ``tensorrt_cache``). ``threads``: CPU intra-op threads (default: all cores).
     """
 
     def __init__(self, model_dir: Path | str | None = None, device: str = "auto", precision: str = "fp32",
                  batch_size: int | None = None, device_ids: list[int] | None = None, relu: bool = False,
                  frontend: str = "onnx", threads: int | None = None,
                  cuda_options: dict[str, str] | None = None, sessions_per_device: int | None = None,
-                 gpu_rewrites: bool = True, provider: str = "cuda", tensorrt_cache: Path | str | None = None,
-                 processes: bool | None = None) -> None:
+                 gpu_rewrites: bool = True, provider: str = "cuda", tensorrt_cache: Path | str | None = None) -> None:
         if precision not in NETWORK_FILES:
             raise VggishError(f"--precision {precision!r}: expected one of {', '.join(NETWORK_FILES)}")
         if frontend not in FRONTENDS:
@@ -90,9 +86,6 @@ class Embedder:
         self.cuda_options = {**DEFAULT_CUDA_OPTIONS, **(cuda_options or {})}
         self.sessions_per_device = sessions_per_device or DEFAULT_SESSIONS[self.placement.kind]
         self.gpu_rewrites = gpu_rewrites
-        self.processes = processes if processes is not None else (self.placement.kind == "cuda" and self.devices > 1)
-        self._remote: RemoteDevices | None = None
-        self._remote_kinds: tuple[str, ...] = ()
         if provider not in PROVIDERS:
             raise VggishError(f"--provider {provider!r}: expected one of {', '.join(PROVIDERS)}")
         if provider == "tensorrt" and self.placement.kind != "cuda":
@@ -161,40 +154,14 @@ class Embedder:
     def workers(self, kinds: tuple[str, ...] = ("examples",)) -> list[Callable[[Batch], np.ndarray]]:
         """One worker per session: ``sessions_per_device`` on each device.
 
-        The sessions for ``kinds`` are created here, before any batch runs: one
-        after another in the calling thread, or, with ``processes``, in one
-        worker process per device (engine.remote).
+        The sessions for ``kinds`` are created here, one after another in the
+        calling thread, before any worker thread starts.
         """
-        slots = [(d, s) for d in range(self.devices) for s in range(self.sessions_per_device)]
-        if self.processes:
-            remote = self._remote_devices(kinds).workers()
-            if not self.relu:
-                return remote
-            return [lambda batch, w=w: np.maximum(w(batch), 0.0) for w in remote]
+        slots = [(d, s) for s in range(self.sessions_per_device) for d in range(self.devices)]
         for kind in kinds:
             for device, slot in slots:
                 self.runner(kind, device, slot)
         return [self.worker(d, s) for d, s in slots]
-
-    def _remote_devices(self, kinds: tuple[str, ...]) -> RemoteDevices:
-        """The worker processes, started on first use (again when a new kind of input appears)."""
-        if self._remote is None or not set(kinds) <= set(self._remote_kinds):
-            self.close()
-            self._remote_kinds = tuple(sorted(set(kinds) | set(self._remote_kinds)))
-            settings = {"model_dir": str(self.model.path), "precision": self.precision, "batch_size": self.batch_size,
-                        "frontend": self.frontend, "threads": self.threads, "cuda_options": self.cuda_options,
-                        "sessions_per_device": self.sessions_per_device, "gpu_rewrites": self.gpu_rewrites,
-                        "provider": "tensorrt" if self.tensorrt_cache else "cuda", "tensorrt_cache": self.tensorrt_cache,
-                        "processes": False}
-            devices = [f"cuda:{i}" for i in self.placement.device_ids] if self.placement.kind == "cuda" else ["cpu"]
-            self._remote = RemoteDevices(settings, devices, self.sessions_per_device, self._remote_kinds)
-        return self._remote
-
-    def close(self) -> None:
-        """Stop worker processes, if any (they also stop when the Embedder is collected or Python exits)."""
-        if self._remote is not None:
-            self._remote.close()
-            self._remote = None
 
     def warn_if_demo(self, stream: TextIO = sys.stderr) -> None:
         """Say once, on ``stream``, when the model is the demo model (not pretrained)."""

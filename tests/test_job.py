@@ -176,22 +176,3 @@ def test_every_format_round_trips_with_postprocess_and_pool(demo_model, tmp_path
                    "--out", quantized).returncode == 0
     q = np.fromfile(quantized, "<f8").reshape(-1, 128)
     assert q.shape == embeddings.shape and (q == np.round(q)).all() and q.min() >= 0 and q.max() <= 255
-
-
-def test_worker_processes_give_the_same_embeddings(tiny_model, demo_model):
-    """engine.remote (one process per device, shared memory) against in-process sessions."""
-    x = np.random.default_rng(5).normal(size=(301, 96, 64)).astype(np.float32)
-    expected = Embedder(tiny_model, device="cpu", batch_size=32).embed_examples(x)
-    remote = Embedder(tiny_model, device="cpu", batch_size=32, processes=True, sessions_per_device=2)
-    try:
-        np.testing.assert_array_equal(remote.embed_examples(x), expected)
-        np.testing.assert_array_equal(remote.embed_examples(x[:5]), expected[:5])  # tail batch, padded remotely
-    finally:
-        remote.close()
-    windows = np.random.default_rng(6).uniform(-0.5, 0.5, (9, 15600)).astype(np.float32)
-    local = Embedder(demo_model, device="cpu", batch_size=4).embed_windows(windows)
-    remote = Embedder(demo_model, device="cpu", batch_size=4, processes=True, relu=True)
-    try:
-        np.testing.assert_allclose(remote.embed_windows(windows), np.maximum(local, 0), rtol=1e-5, atol=1e-5)
-    finally:
-        remote.close()

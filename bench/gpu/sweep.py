@@ -32,9 +32,8 @@ def configurations(gpus: int) -> list[dict]:
         base.append({"precision": precision, "prefer_nhwc": "1", "sessions": 2, "batch": 1024, "input": "windows"})
         base.append({"precision": precision, "prefer_nhwc": "1", "sessions": 2, "batch": 1024, "tf32": "0"})
         if gpus > 1:
-            for processes in (False, True):
-                base.append({"precision": precision, "prefer_nhwc": "1", "sessions": 2, "batch": 1024, "gpus": gpus,
-                             "processes": processes})
+            for sessions in (2, 3):
+                base.append({"precision": precision, "prefer_nhwc": "1", "sessions": sessions, "batch": 1024, "gpus": gpus})
     return base
 
 
@@ -56,12 +55,11 @@ def main() -> None:
             options["use_tf32"] = config["tf32"]
         embedder = Embedder(arguments.model, device=device, precision=config["precision"], batch_size=config["batch"],
                             cuda_options=options, sessions_per_device=config["sessions"],
-                            gpu_rewrites=config.get("rewrite", True), processes=config.get("processes"))
+                            gpu_rewrites=config.get("rewrite", True))
         kind = config.get("input", "examples")
         result = {**config, **benchmark(embedder, arguments.seconds, kind)}
         results.append(result)
         print(f"{result['examples_per_s']:>10,.0f}  {json.dumps(config)}", flush=True)
-        embedder.close()
         del embedder
     if arguments.out:
         with open(arguments.out, "w") as f:
