@@ -108,6 +108,9 @@ def create_session(model: bytes, kind: str, device_id: int = 0, threads: int | N
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         providers: list = [CPU]
     else:
+        # Every node runs on the GPU: one CPU thread, not spinning, instead of a pool of one spinning thread per core
+        options.intra_op_num_threads = threads or 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [(CUDA, {"device_id": str(device_id), **(cuda_options or {})})]
         if tensorrt_cache is not None:
             if TENSORRT not in ort.get_available_providers():
