@@ -4,7 +4,9 @@
 
 The producer turns a stream of blocks into batches of exactly ``batch_size``
 rows (the last one shorter); a batch never mixes audio windows with log-mel
-examples. Queues are bounded, so memory stays flat whatever the job's size.
+examples. At most ``depth x workers`` batches are in flight between the
+producer and the caller, so memory stays flat whatever the job's size and
+whichever stage is slowest.
 The caller receives each batch with its embeddings strictly in sequence.
 
 Threads, not processes, one per GPU session: onnxruntime releases the GIL in
@@ -38,7 +40,7 @@ class Batch:
 
     seq: int
     kind: str
-    inputs: np.ndarray
+    inputs: np.ndarray | None  # dropped once run
     sources: list[str]
     index: np.ndarray
     start_s: np.ndarray
@@ -103,21 +105,22 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
 
     An exception in the producer or a worker stops everything and is re-raised here.
     """
-    todo: queue.Queue = queue.Queue(maxsize=depth * len(workers))
+    todo: queue.Queue = queue.Queue()
     done: queue.Queue = queue.Queue()
     stop = threading.Event()
+    # Batches between the producer and the caller, queued, running or waiting to be handed back in
+    # order: bounded, so a slow consumer cannot make finished batches pile up in memory.
+    in_flight = threading.Semaphore(depth * len(workers))
 
     def produce() -> None:
         try:
             for batch in source:
-                while not stop.is_set():
-                    try:
-                        todo.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                while not in_flight.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
                 if stop.is_set():
                     return
+                todo.put(batch)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             done.put(exc)
         finally:
@@ -131,7 +134,9 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
                 done.put(_DONE)
                 return
             try:
-                done.put((batch, worker(batch)))
+                values = worker(batch)
+                batch.inputs = None  # the caller needs the rows' provenance, not their inputs
+                done.put((batch, values))
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
                 done.put(exc)
                 done.put(_DONE)
@@ -155,14 +160,11 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
             waiting[item[0].seq] = item
             while next_seq in waiting:
                 yield waiting.pop(next_seq)
+                in_flight.release()
                 next_seq += 1
         while next_seq in waiting:
             yield waiting.pop(next_seq)
+            in_flight.release()
             next_seq += 1
     finally:
         stop.set()
-        while True:  # unblock a producer waiting on a full queue
-            try:
-                todo.get_nowait()
-            except queue.Empty:
-                break

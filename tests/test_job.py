@@ -176,3 +176,25 @@ def test_every_format_round_trips_with_postprocess_and_pool(demo_model, tmp_path
                    "--out", quantized).returncode == 0
     q = np.fromfile(quantized, "<f8").reshape(-1, 128)
     assert q.shape == embeddings.shape and (q == np.round(q)).all() and q.min() >= 0 and q.max() <= 255
+
+
+def test_pipeline_memory_is_bounded_with_a_slow_consumer():
+    """Finished batches must not pile up when the caller (writing rows) is slower than the devices."""
+    import tracemalloc
+
+    def blocks():
+        for a in range(0, 12_800, 256):
+            data = np.ones((256, 96, 64), np.float32)
+            yield Block(Path("x"), np.arange(a, a + 256), np.zeros(256), np.zeros(256), examples=data), [], 0
+
+    def fast(batch):
+        return np.zeros((len(batch.inputs), 128), np.float32)
+
+    tracemalloc.start()
+    try:
+        for _ in run_batches(batches(blocks(), 64), [fast, fast]):
+            time.sleep(0.002)  # a consumer much slower than the workers
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 60 * 2**20, f"{peak / 2**20:.0f} MB at peak for 315 MB of inputs"
