@@ -9,12 +9,15 @@ producer and the caller, so memory stays flat whatever the job's size and
 whichever stage is slowest.
 The caller receives each batch with its embeddings strictly in sequence.
 
-Threads, not processes, one per GPU session: onnxruntime releases the GIL in
-``run``, so N threads keep N GPUs busy from one process, batches need no
-pickling between processes, and the ordered hand-back is a dictionary. The
-measured figures for this choice are in docs/benchmarks.md. Sessions are
-created one after another in the calling thread before the workers start
-(session creation holds the GIL).
+Threads, not processes, one per session (two per GPU), decided by
+measurement on two H200s (docs/benchmarks.md): onnxruntime releases the GIL in
+``run``; threads reached 1.82x-1.92x one GPU; worker processes fed from this
+one producer through shared memory were slower (152,580 against 174,579
+examples/s in fp32), since every batch then costs one more copy. Only fully
+independent processes, each reading its own input, scaled 2x; that is a job
+sharded by input, not a different pipeline. Sessions are created one after
+another in the calling thread before the workers start (session creation holds
+the GIL).
 """
 from __future__ import annotations
 
