@@ -82,6 +82,8 @@ class Embedder:
             raise VggishError(f"--batch-size must be at least 1, got {batch_size}")
         self.model = ModelDirectory(model_dir)
         self.placement = resolve_placement(device, device_ids)
+        if precision == "int8" and self.placement.kind != "cpu":
+            raise VggishError("--precision int8 is for the CPU provider (--device cpu); on GPUs use fp16")
         self.precision, self.frontend, self.relu, self.threads = precision, frontend, relu, threads
         self.cuda_options = {**DEFAULT_CUDA_OPTIONS, **(cuda_options or {})}
         self.sessions_per_device = sessions_per_device or DEFAULT_SESSIONS[self.placement.kind]

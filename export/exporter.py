@@ -26,7 +26,7 @@ from vggish_rt.engine.postprocess import PcaFitter, load_pca_params, pca_params_
 from vggish_rt.engine.windows import cut_windows
 from vggish_rt.export.checkpoint import Checkpoint, check_variables, locate_checkpoint, write_checkpoint
 from vggish_rt.export.convert import OPSET, restore_and_freeze, to_onnx
-from vggish_rt.export.precision import to_float16
+from vggish_rt.export.precision import to_float16, to_int8
 from vggish_rt.export.demo import DEMO_SEED, demo_audio, demo_variables
 from vggish_rt.export.frontend_graph import end_to_end, frontend_model
 from vggish_rt.export.parity import MAX_RELATIVE_ERROR, errors, parity_inputs, run_cases
@@ -35,6 +35,8 @@ from vggish_rt.export.staging import check_target, staged_directory
 Report = Callable[[str], None]
 FP32_MODEL, FP16_MODEL, PCA_FILE = "vggish.onnx", "vggish.fp16.onnx", "pca_params.npz"
 E2E_MODEL, E2E_FP16_MODEL = "vggish.e2e.onnx", "vggish.e2e.fp16.onnx"
+INT8_MODEL, E2E_INT8_MODEL = "vggish.int8.onnx", "vggish.e2e.int8.onnx"
+PRECISION_NAMES = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
 E2E_MAX_LOG_MEL_ERROR, E2E_MAX_RELATIVE_ERROR = 1e-3, 1e-4
 
 
@@ -88,10 +90,15 @@ def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray
     fp16_outputs = run_cases(fp16, {"seeded": cases["seeded"]})
     fp16_error = errors(fp16_outputs["seeded"], ort_outputs["seeded"])
 
+    report("quantizing to int8 (static QDQ, calibrated on log-mel examples of generated audio)")
+    int8_model, int8_record = _quantize(fp32, report)
+
     report("composing the end-to-end models (frontend inside) and checking them against the NumPy frontend")
-    e2e_models = {E2E_MODEL: end_to_end(model), E2E_FP16_MODEL: end_to_end(half)}
-    e2e = {name: _serialize(m, info, "float32" if name == E2E_MODEL else "float16", waveform_input=True)
-           for name, m in e2e_models.items()}
+    networks = {E2E_MODEL: (model, "float32"), E2E_FP16_MODEL: (half, "float16")}
+    if int8_model is not None:
+        networks[E2E_INT8_MODEL] = (int8_model, "int8")
+    e2e_models = {name: end_to_end(network) for name, (network, _) in networks.items()}
+    e2e = {name: _serialize(m, info, networks[name][1], waveform_input=True) for name, m in e2e_models.items()}
     e2e_parity = _check_end_to_end(e2e[E2E_MODEL], fp32)
 
     if pca is None and not pretrained:
@@ -99,6 +106,8 @@ def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray
         pca = _fit_demo_pca(fp32)
 
     files = {FP32_MODEL: fp32, FP16_MODEL: fp16, **e2e}
+    if int8_model is not None:
+        files[INT8_MODEL] = _serialize(int8_model, info, "int8")
     if pca is not None:
         files[PCA_FILE] = pca_params_bytes(*pca)
     manifest = {
@@ -108,9 +117,11 @@ def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray
         "source_checkpoint": source,
         "files": {name: {"sha256": sha256_bytes(data), "bytes": len(data)} for name, data in files.items()},
         "models": {FP32_MODEL: _io_description(model, "fp32"), FP16_MODEL: _io_description(model, "fp16"),
-                   **{name: _io_description(m, "fp32" if name == E2E_MODEL else "fp16") for name, m in e2e_models.items()}},
+                   **({INT8_MODEL: _io_description(model, "int8")} if int8_model is not None else {}),
+                   **{name: _io_description(m, PRECISION_NAMES[networks[name][1]]) for name, m in e2e_models.items()}},
         "frontend": frontend_parameters(),
         "parity": {"fp32_vs_tensorflow": parity, "fp16_vs_fp32": fp16_error, "e2e_vs_numpy_frontend": e2e_parity,
+                   "int8_vs_fp32": int8_record,
                    "limit_relative": MAX_RELATIVE_ERROR, "provider": "CPUExecutionProvider"},
         "tools": _tool_versions(),
         "opset": OPSET,
@@ -173,8 +184,27 @@ def _io_description(model: onnx.ModelProto, precision: str) -> dict[str, Any]:
             "outputs": [describe(v) for v in model.graph.output]}
 
 
+def _audio_examples(seed: int, clips: int, seconds: float) -> np.ndarray:
+    """float32 log-mel examples [N,96,64] of generated audio (export.demo.demo_audio)."""
+    return np.concatenate([log_mel_examples(cut_windows(clip)) for clip in demo_audio(seed, clips, seconds)])
+
+
+def _quantize(fp32: bytes, report: Report) -> tuple[onnx.ModelProto | None, dict[str, Any]]:
+    """The int8 network and its accuracy record, or (None, why) when int8 cannot hold the accuracy bounds."""
+    calibration = _audio_examples(DEMO_SEED + 2, clips=48, seconds=3.0)
+    held_out = _audio_examples(DEMO_SEED + 3, clips=24, seconds=3.0)
+    try:
+        quantized, record = to_int8(fp32, calibration, held_out)
+    except ValueError as exc:
+        report(f"int8 skipped: {exc}")
+        return None, {"skipped": str(exc)}
+    report(f"int8 against fp32: mean cosine {record['mean_cosine']:.4f}, worst {record['worst_cosine']:.4f}"
+           f"{', kept in float: ' + ', '.join(record['kept_in_float']) if record['kept_in_float'] else ''}")
+    return onnx.load_from_string(quantized), record
+
+
 def _fit_demo_pca(fp32: bytes) -> tuple[np.ndarray, np.ndarray]:
-    examples = np.concatenate([log_mel_examples(cut_windows(clip)) for clip in demo_audio()])
+    examples = _audio_examples(DEMO_SEED, clips=64, seconds=5.0)
     embeddings = run_cases(fp32, {"demo": examples})["demo"]
     fitter = PcaFitter()
     fitter.add(embeddings)

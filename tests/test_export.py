@@ -153,3 +153,27 @@ def test_end_to_end_model_matches_numpy_frontend_on_real_recordings(v1_export):
         assert np.abs(got - reference).max() / np.abs(reference).max() <= limit, name
     recorded = v1_export["manifest"]["parity"]["e2e_vs_numpy_frontend"]
     assert recorded["log_mel_max_abs"] <= 1e-3 and recorded["embedding"]["relative"] <= 1e-4
+
+
+def test_int8_model_holds_its_accuracy_on_real_recordings(demo_model):
+    """vggish.int8.onnx: static QDQ int8, against float32 on recordings it was not calibrated on."""
+    from test_audio import EXAMPLES
+    from vggish_rt.engine import Embedder
+    from vggish_rt.engine.audio import load_audio
+    from vggish_rt.engine.frontend import log_mel_examples
+    from vggish_rt.engine.windows import cut_windows
+
+    manifest = json.loads((demo_model / "manifest.json").read_text())
+    record = manifest["parity"]["int8_vs_fp32"]
+    assert record["mean_cosine"] >= 0.99 and record["worst_cosine"] >= 0.98
+    model = onnx.load(str(demo_model / "vggish.int8.onnx"))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
+    examples = np.concatenate([log_mel_examples(cut_windows(load_audio(p), pad_short=True))
+                               for p in sorted(EXAMPLES.iterdir()) if p.suffix in (".wav", ".oga")])
+    full = Embedder(demo_model, device="cpu").embed_examples(examples)
+    quantized = Embedder(demo_model, device="cpu", precision="int8").embed_examples(examples)
+    cosine = (full * quantized).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(quantized, axis=1)
+    assert cosine.mean() >= 0.99 and cosine.min() >= 0.98
+    windows = np.concatenate([cut_windows(load_audio(p), pad_short=True) for p in sorted(EXAMPLES.glob("*.wav"))])
+    e2e = Embedder(demo_model, device="cpu", precision="int8").embed_windows(windows)
+    assert e2e.shape == (len(windows), 128)
