@@ -15,7 +15,7 @@ import numpy as np
 
 from vggish_rt.engine.audio import iter_audio
 from vggish_rt.engine.errors import VggishError
-from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
+from vggish_rt.engine.inputs import open_spectrograms
 from vggish_rt.engine.windows import DEFAULT_HOP, Hop, WindowStream, window_times
 
 
@@ -78,10 +78,3 @@ def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0) -> Iterat
             raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold NaN or Inf")
         nan = np.full(len(examples), np.nan)
         yield Block(source, np.arange(first, first + len(examples)), nan, nan, examples=examples)
-
-
-def source_blocks(source: Path, options: WindowOptions = WindowOptions(), chunk: int = 256) -> Iterator[Block]:
-    """Blocks of any input file: spectrograms by suffix (.npy, .dat), audio otherwise."""
-    if is_spectrogram(source):
-        return spectrogram_blocks(source, chunk)
-    return audio_blocks(source, options)
