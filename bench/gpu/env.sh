@@ -1,3 +1,7 @@
+# Before a GPU session, here (not committed; ignored folders that travel with `carry`):
+#   bash ../shared/gpu/prepare-ort-gpu.sh 1.31.1          # .w1...w5 + .whl (add cffi, pycparser)
+#   mkdir -p .devmodel && cp ../shared/gpu/onnx_skeleton.py .devmodel/
+#   python .devmodel/onnx_skeleton.py strip models/vggish/vggish.onnx .devmodel/skeleton.onnx
 # Source on a GPU machine (repo root as the working directory), after the
 # onnxruntime-gpu wheel is installed into /tmp/ortsite (../shared/gpu/README.md):
 # puts onnxruntime-gpu first on the path, exposes this checkout as the vggish_rt
