@@ -1,6 +1,7 @@
 """Reading embedding arrays and writing single arrays or files atomically."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -38,13 +39,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Save one array as ``.npy`` atomically."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with open(partial, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise VggishError(f"{path}: cannot write ({exc.strerror})") from None
+    """Save one array as ``.npy`` atomically (never pickled)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    write_bytes_atomic(path, buffer.getvalue())
