@@ -2,8 +2,8 @@
 
 ``<out>.partial/`` holds
 
-- ``rows.bin``: the embeddings, raw, row after row (float32 or uint8 [n,128];
-  float32 [n,96,64] for features);
+- ``rows.bin``: the values, raw, row after row (float32 embeddings [n,128],
+  before any pooling or post-processing; float32 [n,96,64] for features);
 - ``index.csv``: one line a row, ``source,example,start_s,end_s`` (then the
   metadata columns, when a metadata table is given);
 - ``journal.json``: the job's fingerprint and, after each committed chunk, the
@@ -13,9 +13,9 @@
 Appends go to the files; :meth:`PartialStore.commit` flushes, fsyncs and
 rewrites the journal atomically. After a crash, :meth:`PartialStore.resume`
 truncates both files to the last commit, so nothing is counted twice.
-:meth:`PartialStore.finish` converts the store into the requested format
-(engine.formats) under a temporary name, renames it into place, and removes
-the store.
+``engine.formats.finish`` converts the store into the requested format under
+a temporary name and renames it into place; :meth:`PartialStore.discard` then
+removes the store.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class Rows:
     example: np.ndarray                 # int64 [n], index of the example within its source
     start_s: np.ndarray                 # float64 [n]
     end_s: np.ndarray                   # float64 [n]
-    values: np.ndarray                  # float32 or uint8 [n, 128] (features: float32 [n, 96, 64])
+    values: np.ndarray                  # float32 [n, 128] (features: float32 [n, 96, 64])
     metadata: list[list[str]] = field(default_factory=list)
 
     def __len__(self) -> int:
