@@ -69,7 +69,6 @@ def embed(
     from vggish_rt.engine.embedder import Embedder
     from vggish_rt.engine.inputs import expand_inputs
     from vggish_rt.engine.job import JobOptions, run_job
-    from vggish_rt.engine.postprocess import Postprocessor
     from vggish_rt.engine.sources import WindowOptions
 
     sources = expand_inputs(inputs)
@@ -78,8 +77,7 @@ def embed(
     embedder.warn_if_demo()
     postprocessor = None
     if postprocess or out.suffix.lower() == ".tfrecord":
-        postprocessor = Postprocessor.from_file(embedder.model.read_verified("pca_params.npz"),
-                                                f"{embedder.model.path}/pca_params.npz")
+        postprocessor = embedder.model.postprocessor()
     options = JobOptions(WindowOptions(_hop(hop), pad_short, pad_tail, resampler), postprocessor, pool, on_error,
                          metadata, workers, commit_seconds=commit_every)
     with progress_bar("embedding", _known_rows(sources) if pool == "none" else None) as advance:
@@ -134,7 +132,7 @@ def postprocess_command(
         from vggish_rt.engine.modeldir import ModelDirectory
 
         directory = ModelDirectory(model)
-        postprocessor = Postprocessor.from_file(directory.read_verified("pca_params.npz"), f"{directory.path}/pca_params.npz")
+        postprocessor = directory.postprocessor()
         if not directory.pretrained:
             print(f"note: PCA params from {directory.describe()}", file=sys.stderr)
     quantized = postprocessor.postprocess(load_embeddings(embeddings))

@@ -16,10 +16,10 @@ earlier output of the same name stays intact until the new one is complete.
 from __future__ import annotations
 
 import csv
-import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from vggish_rt.engine import params
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.store import INDEX_COLUMNS, PartialStore
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FORMATS = (".npy", ".csv", ".parquet", ".dat", ".tfrecord")
 EMBEDDING_COLUMNS = [f"e{i}" for i in range(params.EMBEDDING_SIZE)]
@@ -72,9 +75,9 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
     index_temporary = out.with_name(f".{out.name}.index.tmp")
     try:
         if suffix == ".npy":
-            _write_npy(chunks(), temporary, index_temporary, (count, *store.row_shape), dtype, columns)
+            _write_binary(chunks(), temporary, index_temporary, dtype, columns, (count, *store.row_shape))
         elif suffix == ".dat":
-            _write_dat(chunks(), temporary, index_temporary, columns)
+            _write_binary(chunks(), temporary, index_temporary, np.dtype("<f8"), columns)
         elif suffix == ".csv":
             _write_csv(chunks(), temporary, columns)
         elif suffix == ".tfrecord":  # run_job has checked: post-processed, not pooled
@@ -93,20 +96,25 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
         index_temporary.unlink(missing_ok=True)
 
 
-def _per_source(chunks: Chunks) -> Iterator[tuple[str, float, float, np.ndarray]]:
-    """(source, first start_s, last end_s, values [n,...]) for each run of rows of one source."""
-    source, start, end, parts = None, 0.0, 0.0, []
+def _by_source(chunks: Chunks) -> Iterator[tuple[list[list[str]], np.ndarray]]:
+    """(index lines, values [n,...]) for each run of contiguous rows of one source."""
+    lines_run: list[list[str]] = []
+    values_run: list[np.ndarray] = []
     for values, lines in chunks:
         for row, line in zip(values, lines):
-            if line[0] != source and parts:
-                yield source, start, end, np.stack(parts)
-                parts = []
-            if not parts:
-                source, start = line[0], float(line[2] or 0.0)
-            end = float(line[3] or 0.0)
-            parts.append(row)
-    if parts:
-        yield source, start, end, np.stack(parts)
+            if lines_run and line[0] != lines_run[0][0]:
+                yield lines_run, np.stack(values_run)
+                lines_run, values_run = [], []
+            lines_run.append(line)
+            values_run.append(row)
+    if lines_run:
+        yield lines_run, np.stack(values_run)
+
+
+def _per_source(chunks: Chunks) -> Iterator[tuple[str, float, float, np.ndarray]]:
+    """(source, first start_s, last end_s, values [n,...]) for each source."""
+    for lines, values in _by_source(chunks):
+        yield lines[0][0], float(lines[0][2] or 0.0), float(lines[-1][3] or 0.0), values
 
 
 def _count_sources(store: PartialStore) -> int:
@@ -119,21 +127,18 @@ def _count_sources(store: PartialStore) -> int:
 
 
 def _pool(chunks: Chunks) -> Chunks:
-    """Mean of each source's rows (float64 sums), one row a source: example 0, first start, last end."""
-    total, count, first, last = None, 0, None, None
-    for values, lines in chunks:
-        out_values, out_lines = [], []
-        for row, line in zip(values, lines):
-            if first is not None and line[0] != first[0]:
-                out_values.append(total / count)
-                out_lines.append([first[0], "0", first[2], last[3], *first[4:]])
-                total, count, first = None, 0, None
-            total = row.astype(np.float64) if total is None else total + row
-            count, first, last = count + 1, first or line, line
-        if out_values:
+    """Mean of each source's rows (float64 sums), one row a source: example 0, first start, last end;
+    regrouped into chunks of up to CHUNK pooled rows."""
+    out_values: list[np.ndarray] = []
+    out_lines: list[list[str]] = []
+    for lines, values in _by_source(chunks):
+        out_values.append(values.astype(np.float64).mean(axis=0))
+        out_lines.append([lines[0][0], "0", lines[0][2], lines[-1][3], *lines[0][4:]])
+        if len(out_values) == CHUNK:
             yield np.asarray(out_values, np.float32), out_lines
-    if first is not None:
-        yield np.asarray([total / count], np.float32), [[first[0], "0", first[2], last[3], *first[4:]]]
+            out_values, out_lines = [], []
+    if out_values:
+        yield np.asarray(out_values, np.float32), out_lines
 
 
 def _write_index(lines_chunks: Iterator[list[list[str]]], path: Path, metadata_columns: list[str]) -> None:
@@ -144,24 +149,17 @@ def _write_index(lines_chunks: Iterator[list[list[str]]], path: Path, metadata_c
             writer.writerows(lines)
 
 
-def _write_npy(chunks: Chunks, path: Path, index: Path, shape: tuple[int, ...], dtype: np.dtype,
-               metadata_columns: list[str]) -> None:
-    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+def _write_binary(chunks: Chunks, path: Path, index: Path, dtype: np.dtype, metadata_columns: list[str],
+                  shape: tuple[int, ...] | None = None) -> None:
+    """Raw rows in ``dtype`` after an .npy header of ``shape`` (none for .dat), and the index file."""
     with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
+        if shape is not None:
+            header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(f, header)
 
         def lines() -> Iterator[list[list[str]]]:
             for values, chunk_lines in chunks:
                 f.write(np.ascontiguousarray(values, dtype).tobytes())
-                yield chunk_lines
-        _write_index(lines(), index, metadata_columns)
-
-
-def _write_dat(chunks: Chunks, path: Path, index: Path, metadata_columns: list[str]) -> None:
-    with open(path, "wb") as f:
-        def lines() -> Iterator[list[list[str]]]:
-            for values, chunk_lines in chunks:
-                f.write(values.astype("<f8").tobytes())
                 yield chunk_lines
         _write_index(lines(), index, metadata_columns)
 
@@ -181,31 +179,37 @@ def _write_csv(chunks: Chunks, path: Path, metadata_columns: list[str]) -> None:
             writer.writerows(lead + row for lead, row in zip(_leading(lines, metadata_columns), text))
 
 
+def _parquet_table(values: np.ndarray, lines: list[list[str]], metadata_columns: list[str]) -> "pa.Table":
+    import pyarrow as pa
+
+    leading = _leading(lines, metadata_columns)
+    columns: dict[str, pa.Array] = {}
+    if metadata_columns:
+        for j, name in enumerate(metadata_columns):
+            columns[name] = pa.array([row[j] for row in leading], pa.string())
+    else:
+        columns["source"] = pa.array([row[0] for row in leading], pa.string())
+        columns["example"] = pa.array([int(row[1]) for row in leading], pa.int64())
+        for j, name in ((2, "start_s"), (3, "end_s")):
+            columns[name] = pa.array([float(row[j]) if row[j] else None for row in leading], pa.float64())
+    for i, name in enumerate(EMBEDDING_COLUMNS):
+        columns[name] = pa.array(values[:, i])
+    return pa.table(columns)
+
+
 def _write_parquet(chunks: Chunks, path: Path, metadata_columns: list[str], empty_shape: tuple[int, ...],
                    dtype: np.dtype) -> None:
-    import pyarrow as pa
+    """One row group per chunk; no rows still make a table with the right columns."""
     import pyarrow.parquet as pq
 
     writer = None
     try:
-        for values, lines in itertools.chain(chunks, [(np.empty(empty_shape, dtype), [])]):
-            if writer is not None and not lines:
-                break
-            leading = _leading(lines, metadata_columns)
-            columns: dict[str, pa.Array] = {}
-            if metadata_columns:
-                for j, name in enumerate(metadata_columns):
-                    columns[name] = pa.array([row[j] for row in leading], pa.string())
-            else:
-                columns["source"] = pa.array([row[0] for row in leading], pa.string())
-                columns["example"] = pa.array([int(row[1]) for row in leading], pa.int64())
-                for j, name in ((2, "start_s"), (3, "end_s")):
-                    columns[name] = pa.array([float(row[j]) if row[j] else None for row in leading], pa.float64())
-            for i, name in enumerate(EMBEDDING_COLUMNS):
-                columns[name] = pa.array(values[:, i])
-            table = pa.table(columns)
+        for values, lines in chunks:
+            table = _parquet_table(values, lines, metadata_columns)
             writer = writer or pq.ParquetWriter(path, table.schema)
             writer.write_table(table)
+        if writer is None:
+            pq.write_table(_parquet_table(np.empty(empty_shape, dtype), [], metadata_columns), path)
     finally:
         if writer is not None:
             writer.close()

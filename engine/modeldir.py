@@ -13,8 +13,10 @@ from typing import Any
 
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.manifest import check_file_name, read_manifest, sha256_bytes
+from vggish_rt.engine.postprocess import Postprocessor
 
 ENV_MODEL_DIR = "VGGISH_RT_MODEL"
+PCA_FILE = "pca_params.npz"
 _SOURCE_TREE_MODELS = Path(__file__).resolve().parent.parent / "models" / "vggish"
 
 
@@ -80,6 +82,10 @@ class ModelDirectory:
         if sha256_bytes(data) != entry["sha256"]:
             raise VggishError(f"{file}: sha256 does not match the manifest (corrupt or altered file); refused")
         return data
+
+    def postprocessor(self) -> Postprocessor:
+        """The reference post-processor with this directory's verified ``pca_params.npz``."""
+        return Postprocessor.from_file(self.read_verified(PCA_FILE), f"{self.path}/{PCA_FILE}")
 
     def verify_all(self) -> dict[str, str]:
         """Check every listed file; returns name -> 'ok' or the problem."""

@@ -19,8 +19,10 @@ import numpy as np
 import onnx
 
 from vggish_rt.engine import params
+from vggish_rt.engine.embedder import E2E_FILES, NETWORK_FILES
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
+from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameters, sha256_bytes, write_manifest
 from vggish_rt.engine.postprocess import PcaFitter, load_pca_params, pca_params_bytes
 from vggish_rt.engine.windows import cut_windows
@@ -33,9 +35,9 @@ from vggish_rt.export.parity import MAX_RELATIVE_ERROR, errors, parity_inputs, r
 from vggish_rt.export.staging import check_target, staged_directory
 
 Report = Callable[[str], None]
-FP32_MODEL, FP16_MODEL, PCA_FILE = "vggish.onnx", "vggish.fp16.onnx", "pca_params.npz"
-E2E_MODEL, E2E_FP16_MODEL = "vggish.e2e.onnx", "vggish.e2e.fp16.onnx"
-INT8_MODEL, E2E_INT8_MODEL = "vggish.int8.onnx", "vggish.e2e.int8.onnx"
+# The model directory's file names are the engine's (the contract it reads).
+FP32_MODEL, FP16_MODEL, INT8_MODEL = (NETWORK_FILES[p] for p in ("fp32", "fp16", "int8"))
+E2E_MODEL, E2E_FP16_MODEL, E2E_INT8_MODEL = (E2E_FILES[p] for p in ("fp32", "fp16", "int8"))
 PRECISION_NAMES = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
 E2E_MAX_LOG_MEL_ERROR, E2E_MAX_RELATIVE_ERROR = 1e-3, 1e-4
 
