@@ -31,6 +31,8 @@ from vggish_rt.engine.windows import cut_windows, window_times
 
 NETWORK_FILES = {"fp32": "vggish.onnx", "fp16": "vggish.fp16.onnx", "int8": "vggish.int8.onnx"}
 E2E_FILES = {"fp32": "vggish.e2e.onnx", "fp16": "vggish.e2e.fp16.onnx", "int8": "vggish.e2e.int8.onnx"}
+# The deployer's file: waveform in, the reference post-processor inside, uint8 out (written when PCA params exist).
+E2E_PCA_FILE = "vggish.e2e.pca.onnx"
 FRONTENDS = ("onnx", "numpy")
 PROVIDERS = ("cuda", "tensorrt")
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}

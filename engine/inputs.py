@@ -115,7 +115,7 @@ def open_spectrograms(path: Path) -> SpectrogramFile:
         raise VggishError(f"{path}: refused, holds Python objects (pickled data)")
     if dtype.kind != "f":
         raise VggishError(f"{path}: dtype {dtype} is not floating point")
-    if len(shape) != 3 or tuple(shape[1:]) != EXAMPLE_SHAPE:
+    if len(shape) != 3 or tuple(shape[1:]) != EXAMPLE_SHAPE or shape[0] < 0:
         raise VggishError(f"{path}: shape {list(shape)}, expected [N, 96, 64]")
     if fortran_order:
         raise VggishError(f"{path}: Fortran-ordered arrays are not supported; save it C-ordered")

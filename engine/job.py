@@ -247,6 +247,15 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
                 last_commit = time.monotonic()
         store.commit({"source": len(sources), "example": 0, "report": producer.snapshot()})
         finish(store, columns, pooled=options.pool == "mean", postprocessor=options.postprocessor)
+    except (VggishError, OSError) as exc:
+        if store.committed_rows == 0:  # nothing a --resume could keep: leave nothing behind
+            store.discard()
+        if isinstance(exc, OSError):  # a full disk, a quota, a file-size limit, while appending to the store
+            kept = (f"the {store.committed_rows} rows committed so far are kept in {store.path}: free space and "
+                    "rerun with --resume") if store.committed_rows else "nothing was kept"
+            raise VggishError(f"--out {out}: writing failed ({exc.strerror}); any previous {out.name} is intact; "
+                              f"{kept}") from None
+        raise
     finally:
         store.close()
     store.discard()

@@ -2,14 +2,18 @@
 
 Every file is read through :meth:`ModelDirectory.read_verified`, which returns
 the bytes whose sha256 it checked, so what is verified is what is used. ONNX
-models are handed to onnxruntime as those bytes, never as a path, so a model
-cannot pull external data from anywhere, inside the directory or out of it.
+models are handed to onnxruntime as those bytes, never as a path, and an ONNX
+file that refers to external data is refused (onnxruntime would resolve such
+a path against the working directory), so a model reads nothing but itself.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import onnx
 
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.manifest import check_file_name, read_manifest, sha256_bytes
@@ -33,6 +37,48 @@ def default_model_dir() -> Path:
     if local.is_dir() or not _SOURCE_TREE_MODELS.is_dir():
         return local
     return _SOURCE_TREE_MODELS
+
+
+_SELF_CONTAINED: set[str] = set()  # sha256 of ONNX files already checked in this process
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor a graph holds: initializers, sparse ones, node attributes, subgraphs'."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from _tensors(subgraph)
+
+
+def check_self_contained(data: bytes, digest: str, file: Path) -> None:
+    """Refuse an ONNX file that is not a model, or that refers to external data.
+
+    vggish-rt models are single files; a tensor stored elsewhere would make
+    onnxruntime open a path the model names (relative to the working directory
+    when loaded from bytes), so it is refused before any session exists.
+    """
+    if digest in _SELF_CONTAINED:
+        return
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise VggishError(f"{file}: not an ONNX model ({type(exc).__name__}); refused") from None
+    if not model.HasField("graph"):
+        raise VggishError(f"{file}: not an ONNX model (no graph); refused")
+    for tensor in _tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            where = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+            raise VggishError(f"{file}: tensor {tensor.name!r} refers to external data at {where!r}; "
+                              "vggish-rt models are single files, refused")
+    _SELF_CONTAINED.add(digest)
 
 
 class ModelDirectory:
@@ -79,8 +125,11 @@ class ModelDirectory:
         if not file.is_file():
             raise VggishError(f"{file}: listed in the manifest but missing")
         data = file.read_bytes()
-        if sha256_bytes(data) != entry["sha256"]:
+        digest = sha256_bytes(data)
+        if digest != entry["sha256"]:
             raise VggishError(f"{file}: sha256 does not match the manifest (corrupt or altered file); refused")
+        if name.endswith(".onnx"):
+            check_self_contained(data, digest, file)
         return data
 
     def postprocessor(self) -> Postprocessor:

@@ -170,4 +170,10 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
             in_flight.release()
             next_seq += 1
     finally:
+        # Stop and join every thread before returning or raising: a worker left inside onnxruntime while
+        # the interpreter exits aborts the process ("terminate called without an active exception").
         stop.set()
+        for _ in workers:
+            todo.put(_DONE)
+        for thread in threads:
+            thread.join()

@@ -7,13 +7,36 @@ and its padding rows dropped from the output), so cuDNN's exhaustive algorithm
 search runs once, not once per new shape. A full float32 batch is copied to the
 device straight from its own memory; a tail batch or another dtype goes
 through a reused float32 staging array.
+
+Out of memory at the batch size (onnxruntime's allocation failures, CUDA's,
+cuDNN's and cuBLAS's), the runner halves its batch size, rebinds, tells
+``report`` once and runs the batch again in pieces; the job goes on at the
+smaller size. Only at batch size 1 does the error become the job's.
 """
 from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
 
 import numpy as np
 
 from vggish_rt.engine import params
+from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.session import create_session, onnxruntime
+
+
+_OUT_OF_MEMORY = re.compile(r"out of memory|failed to allocate|bad_alloc|ALLOC_FAILED|cudaErrorMemoryAllocation",
+                            re.IGNORECASE)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an onnxruntime exception reports an exhausted allocator (host or device)."""
+    return bool(_OUT_OF_MEMORY.search(str(error)))
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 class Runner:
@@ -25,7 +48,9 @@ class Runner:
 
     def __init__(self, model: bytes, input_name: str, row_shape: tuple[int, ...], batch_size: int,
                  kind: str = "cpu", device_id: int = 0, threads: int | None = None,
-                 cuda_options: dict[str, str] | None = None, tensorrt_cache: str | None = None) -> None:
+                 cuda_options: dict[str, str] | None = None, tensorrt_cache: str | None = None,
+                 report: Callable[[str], None] = _to_stderr) -> None:
+        self.report = report
         self.input_name, self.row_shape, self.batch_size = input_name, row_shape, batch_size
         self.kind, self.device_id = kind, device_id
         self.session = create_session(model, kind, device_id, threads, cuda_options, tensorrt_cache)
@@ -48,8 +73,27 @@ class Runner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         n = len(batch)
-        if n > self.batch_size:
-            raise ValueError(f"batch of {n} rows exceeds the runner's batch size {self.batch_size}")
+        if n > self.batch_size:  # after a halving: the pipeline's batches are still cut at the first size
+            size = self.batch_size  # fixed now: running a piece may halve it again
+            return np.concatenate([self(batch[i:i + size]) for i in range(0, n, size)])
+        try:
+            return self._run(batch)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes; only OOM is handled
+            if not is_out_of_memory(exc):
+                raise
+            size = min(self.batch_size, n) // 2
+            if size < 1:
+                raise VggishError(f"{self}: out of memory even at batch size 1 "
+                                  f"({str(exc).splitlines()[0][:200]})") from None
+            self.report(f"warning: {self} ran out of memory at batch size {min(self.batch_size, n)}; "
+                        f"going on at {size} (set --batch-size {size} to start there)")
+            self.batch_size = size
+            if self.kind == "cuda":
+                self._bind()
+            return self(batch)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
         if self.kind == "cpu":
             return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
         if n == self.batch_size and batch.dtype == np.float32 and batch.flags.c_contiguous:

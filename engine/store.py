@@ -76,6 +76,7 @@ class PartialStore:
         self.fingerprint = fingerprint
         self.row_shape, self.dtype = row_shape, np.dtype(dtype)
         self.rows = 0
+        self.committed_rows = 0  # rows a resume would keep
         self.position: dict[str, Any] = {}
         self._rows_file: io.BufferedWriter | None = None
         self._index_file: io.TextIOWrapper | None = None
@@ -114,6 +115,7 @@ class PartialStore:
                 raise VggishError(f"--resume: {file} is shorter than its journal says; the store is damaged")
             os.truncate(file, size)
         self.rows, self.position = journal["rows"], journal["position"]
+        self.committed_rows = self.rows
         self._open("ab", "a")
         return self.position
 
@@ -143,17 +145,25 @@ class PartialStore:
         temporary = self.path / "journal.json.tmp"
         temporary.write_text(json.dumps(journal, sort_keys=True), encoding="utf-8")
         os.replace(temporary, self.path / "journal.json")
+        self.committed_rows = self.rows
 
     # -- reading back ----------------------------------------------------------
     def read_rows(self, chunk: int) -> Iterator[tuple[np.ndarray, list[list[str]]]]:
-        """Yield (values [k, *row_shape], index lines [k]) from the committed store, ``chunk`` rows at a time."""
-        values = np.memmap(self.path / "rows.bin", dtype=self.dtype, mode="r",
-                           shape=(self.rows, *self.row_shape)) if self.rows else np.empty((0, *self.row_shape), self.dtype)
-        with open(self.path / "index.csv", encoding="utf-8", newline="") as f:
+        """Yield (values [k, *row_shape], index lines [k]) from the committed store, ``chunk`` rows at a time.
+
+        Plain reads, not a memory map: mapped pages would count as the process's
+        resident memory, which must stay flat whatever the store's size.
+        """
+        row_items = int(np.prod(self.row_shape))
+        with open(self.path / "rows.bin", "rb") as values, open(self.path / "index.csv", encoding="utf-8", newline="") as f:
             reader = csv.reader(f)
             for start in range(0, self.rows, chunk):
-                lines = [next(reader) for _ in range(min(chunk, self.rows - start))]
-                yield np.asarray(values[start : start + len(lines)]), lines
+                count = min(chunk, self.rows - start)
+                lines = [next(reader) for _ in range(count)]
+                rows = np.fromfile(values, self.dtype, count * row_items)
+                if len(rows) != count * row_items:
+                    raise VggishError(f"{self.path / 'rows.bin'}: shorter than its journal says; the store is damaged")
+                yield rows.reshape(count, *self.row_shape), lines
 
     # -- ending ----------------------------------------------------------------
     def close(self) -> None:

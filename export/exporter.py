@@ -19,18 +19,19 @@ import numpy as np
 import onnx
 
 from vggish_rt.engine import params
-from vggish_rt.engine.embedder import E2E_FILES, NETWORK_FILES
+from vggish_rt.engine.embedder import E2E_FILES, E2E_PCA_FILE, NETWORK_FILES
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameters, sha256_bytes, write_manifest
-from vggish_rt.engine.postprocess import PcaFitter, load_pca_params, pca_params_bytes
+from vggish_rt.engine.postprocess import PcaFitter, Postprocessor, load_pca_params, pca_params_bytes
 from vggish_rt.engine.windows import cut_windows
 from vggish_rt.export.checkpoint import Checkpoint, check_variables, locate_checkpoint, write_checkpoint
 from vggish_rt.export.convert import OPSET, restore_and_freeze, to_onnx
 from vggish_rt.export.precision import to_float16, to_int8
 from vggish_rt.export.demo import DEMO_SEED, demo_audio, demo_variables
 from vggish_rt.export.frontend_graph import end_to_end, frontend_model
+from vggish_rt.export.postprocess_graph import ONNX_QUANTIZED, with_postprocessing
 from vggish_rt.export.parity import MAX_RELATIVE_ERROR, errors, parity_inputs, run_cases
 from vggish_rt.export.staging import check_target, staged_directory
 
@@ -100,7 +101,7 @@ def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray
     if int8_model is not None:
         networks[E2E_INT8_MODEL] = (int8_model, "int8")
     e2e_models = {name: end_to_end(network) for name, (network, _) in networks.items()}
-    e2e = {name: _serialize(m, info, networks[name][1], waveform_input=True) for name, m in e2e_models.items()}
+    e2e = {name: _serialize(m, info, networks[name][1], "e2e") for name, m in e2e_models.items()}
     e2e_parity = _check_end_to_end(e2e[E2E_MODEL], fp32)
 
     if pca is None and not pretrained:
@@ -108,19 +109,25 @@ def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray
         pca = _fit_demo_pca(fp32)
 
     files = {FP32_MODEL: fp32, FP16_MODEL: fp16, **e2e}
+    descriptions = {FP32_MODEL: _io_description(model, "fp32"), FP16_MODEL: _io_description(model, "fp16"),
+                    **{name: _io_description(m, PRECISION_NAMES[networks[name][1]]) for name, m in e2e_models.items()}}
     if int8_model is not None:
         files[INT8_MODEL] = _serialize(int8_model, info, "int8")
+        descriptions[INT8_MODEL] = _io_description(model, "int8")
     if pca is not None:
         files[PCA_FILE] = pca_params_bytes(*pca)
+        report("composing vggish.e2e.pca.onnx (PCA and 8-bit quantization inside) and checking it byte for byte")
+        e2e_pca = with_postprocessing(e2e_models[E2E_MODEL], *pca)
+        files[E2E_PCA_FILE] = _serialize(e2e_pca, info, "float32", "e2e_pca")
+        descriptions[E2E_PCA_FILE] = _io_description(e2e_pca, "fp32")
+        e2e_parity["pca_uint8_mismatches"] = _check_postprocessing(files[E2E_PCA_FILE], e2e[E2E_MODEL], pca)
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "pretrained": pretrained, "demo": not pretrained, "relu_output": relu_output,
         "output": "post-ReLU (pre-2020 reference)" if relu_output else "pre-activation (current reference)",
         "source_checkpoint": source,
         "files": {name: {"sha256": sha256_bytes(data), "bytes": len(data)} for name, data in files.items()},
-        "models": {FP32_MODEL: _io_description(model, "fp32"), FP16_MODEL: _io_description(model, "fp16"),
-                   **({INT8_MODEL: _io_description(model, "int8")} if int8_model is not None else {}),
-                   **{name: _io_description(m, PRECISION_NAMES[networks[name][1]]) for name, m in e2e_models.items()}},
+        "models": descriptions,
         "frontend": frontend_parameters(),
         "parity": {"fp32_vs_tensorflow": parity, "fp16_vs_fp32": fp16_error, "e2e_vs_numpy_frontend": e2e_parity,
                    "int8_vs_fp32": int8_record,
@@ -137,22 +144,32 @@ def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray
     return manifest
 
 
-def _serialize(model: onnx.ModelProto, info: dict[str, Any], precision: str, waveform_input: bool = False) -> bytes:
+_WINDOWS_IN = (f"{params.ONNX_WAVEFORM}: float32 [N,15600] 16 kHz mono samples in [-1,1], "
+               "0.975 s windows starting every 0.96 s (the frontend runs inside)")
+_EMBEDDINGS_OUT = f"{params.ONNX_EMBEDDING}: float32 [N,128] embeddings"
+# kind -> (description, inputs, outputs) stamped into metadata_props
+_KINDS = {
+    "network": ("VGGish: log-mel examples [N,96,64] -> embeddings [N,128]",
+                f"{params.ONNX_FEATURES}: float32 [N,96,64] log-mel examples (log(mel + 0.01), 96 frames of 10 ms, 64 bands)",
+                _EMBEDDINGS_OUT),
+    "e2e": ("VGGish end to end: 16 kHz mono windows [N,15600] -> embeddings [N,128]", _WINDOWS_IN, _EMBEDDINGS_OUT),
+    "e2e_pca": ("VGGish end to end with the reference post-processor: 16 kHz mono windows [N,15600] -> "
+                "PCA-whitened, 8-bit quantized embeddings [N,128]", _WINDOWS_IN,
+                f"{ONNX_QUANTIZED}: uint8 [N,128], the reference's postprocessed embeddings "
+                f"(PCA, whitening, clip to [{params.QUANTIZE_MIN_VAL}, {params.QUANTIZE_MAX_VAL}], 255 steps; computed in float64)"),
+}
+
+
+def _serialize(model: onnx.ModelProto, info: dict[str, Any], precision: str, kind: str = "network") -> bytes:
     """Stamp producer and self-describing metadata onto ``model`` and serialize it."""
     stamped = onnx.ModelProto()
     stamped.CopyFrom(model)
     stamped.producer_name, stamped.producer_version = "vggish-rt", _version("vggish-rt")
-    if waveform_input:
-        description = "VGGish end to end: 16 kHz mono windows [N,15600] -> embeddings [N,128]"
-        inputs = (f"{params.ONNX_WAVEFORM}: float32 [N,15600] 16 kHz mono samples in [-1,1], "
-                  "0.975 s windows starting every 0.96 s (the frontend runs inside)")
-    else:
-        description = "VGGish: log-mel examples [N,96,64] -> embeddings [N,128]"
-        inputs = f"{params.ONNX_FEATURES}: float32 [N,96,64] log-mel examples (log(mel + 0.01), 96 frames of 10 ms, 64 bands)"
+    description, inputs, outputs = _KINDS[kind]
     metadata = {
         "description": description,
         "inputs": inputs,
-        "outputs": f"{params.ONNX_EMBEDDING}: float32 [N,128] embeddings",
+        "outputs": outputs,
         "precision": precision,
         "output_activation": "relu" if info["relu_output"] else "none (pre-activation)",
         "pretrained": str(info["pretrained"]).lower(),
@@ -161,6 +178,18 @@ def _serialize(model: onnx.ModelProto, info: dict[str, Any], precision: str, wav
     }
     onnx.helper.set_model_props(stamped, metadata)
     return stamped.SerializeToString()
+
+
+def _check_postprocessing(e2e_pca: bytes, e2e: bytes, pca: tuple[np.ndarray, np.ndarray]) -> int:
+    """vggish.e2e.pca.onnx against vggish.e2e.onnx + the NumPy post-processor on demo audio: every byte equal."""
+    windows = np.concatenate([cut_windows(clip) for clip in demo_audio(seed=DEMO_SEED + 4, clips=12, seconds=3.0)])
+    quantized = run_cases(e2e_pca, {"audio": windows}, params.ONNX_WAVEFORM)["audio"]
+    expected = Postprocessor(*pca).postprocess(run_cases(e2e, {"audio": windows}, params.ONNX_WAVEFORM)["audio"])
+    mismatches = int((quantized != expected).sum())
+    if mismatches:
+        raise VggishError(f"vggish.e2e.pca.onnx differs from the NumPy post-processor in {mismatches} of "
+                          f"{expected.size} bytes on demo audio; nothing written")
+    return mismatches
 
 
 def _check_end_to_end(e2e: bytes, fp32: bytes) -> dict[str, Any]:

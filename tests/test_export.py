@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -50,7 +53,7 @@ def test_v1_manifest_contents_and_checksums(v1_export):
     assert "fp32 vs TensorFlow relative error" in v1_export["stdout"]
     int8 = {"vggish.int8.onnx", "vggish.e2e.int8.onnx"} if "skipped" not in manifest["parity"]["int8_vs_fp32"] else set()
     assert set(manifest["files"]) == {"vggish.onnx", "vggish.fp16.onnx", "vggish.e2e.onnx", "vggish.e2e.fp16.onnx",
-                                      "pca_params.npz", *int8}
+                                      "vggish.e2e.pca.onnx", "pca_params.npz", *int8}
     for name, entry in manifest["files"].items():
         assert sha256_file(directory / name) == entry["sha256"]
         assert (directory / name).stat().st_size == entry["bytes"]
@@ -154,6 +157,12 @@ def test_end_to_end_model_matches_numpy_frontend_on_real_recordings(v1_export):
         assert np.abs(got - reference).max() / np.abs(reference).max() <= limit, name
     recorded = v1_export["manifest"]["parity"]["e2e_vs_numpy_frontend"]
     assert recorded["log_mel_max_abs"] <= 1e-3 and recorded["embedding"]["relative"] <= 1e-4
+    # with the checkpoint's own PCA file inside: the reference's uint8 bytes, exactly
+    from vggish_rt.engine.postprocess import Postprocessor
+
+    e2e_embeddings = cpu_session(v1_export["dir"] / "vggish.e2e.onnx").run(None, {"waveform": np.ascontiguousarray(windows)})[0]
+    quantized = cpu_session(v1_export["dir"] / "vggish.e2e.pca.onnx").run(None, {"waveform": np.ascontiguousarray(windows)})[0]
+    np.testing.assert_array_equal(quantized, Postprocessor(*v1_export["pca"]).postprocess(e2e_embeddings))
 
 
 def test_int8_model_holds_its_accuracy_on_real_recordings(demo_model):
@@ -178,3 +187,18 @@ def test_int8_model_holds_its_accuracy_on_real_recordings(demo_model):
     windows = np.concatenate([cut_windows(load_audio(p), pad_short=True) for p in sorted(EXAMPLES.glob("*.wav"))])
     e2e = Embedder(demo_model, device="cpu", precision="int8").embed_windows(windows)
     assert e2e.shape == (len(windows), 128)
+
+
+def test_export_is_reproducible_byte_for_byte(demo_model, tmp_path):
+    """Exporting the same checkpoint twice gives identical files, manifest included.
+
+    tf2onnx runs in a child under PYTHONHASHSEED=0, so the exporting process's own seed must not matter.
+    """
+    env = {**os.environ, "PYTHONHASHSEED": "random"}
+    result = subprocess.run([sys.executable, "-m", "vggish_rt.cli", "export", "--demo", "--out", str(tmp_path / "again")],
+                            capture_output=True, text=True, env=env, timeout=1800)
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in demo_model.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "again").iterdir())
+    different = [name for name in names if (demo_model / name).read_bytes() != (tmp_path / "again" / name).read_bytes()]
+    assert different == []

@@ -1,0 +1,237 @@
+"""Reliability and security: a corpus of bad inputs, hostile model directories, kill -9, memory and disk limits.
+
+docs/reliability.md lists each promise and the test here that proves it.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, run_cli, write_tiny_model
+from corpus import bad_input_names, bad_inputs, bad_model_directories, odd_inputs, pickled_pca
+from test_job import spectrogram_dat, wait_for_rows
+
+from vggish_rt.engine import Embedder
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return bad_inputs(tmp_path_factory.mktemp("corpus"))
+
+
+def embed_cli(*args, model, out, extra=()):
+    return run_cli("embed", *args, "--model", model, "--device", "cpu", "--frontend", "numpy", "--out", out, *extra)
+
+
+def test_corpus_is_large_enough(corpus, tmp_path, tiny_model):
+    assert len(corpus) >= 40 and len(bad_model_directories(tiny_model, tmp_path)) >= 12
+
+
+@pytest.mark.parametrize("name", bad_input_names())
+def test_each_bad_input_is_one_clear_error_and_no_output(corpus, tiny_model, tmp_path, name):
+    path, fragment = corpus[name]
+    result = embed_cli(path, model=tiny_model, out=tmp_path / "out.npy")
+    assert_one_line_error(result, str(path), fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a failed job left files behind"
+
+
+def test_on_error_skip_finishes_the_job_and_reports_every_bad_input(corpus, tiny_model, tmp_path):
+    good_audio = tmp_path / "good.wav"
+    import soundfile as sf
+    sf.write(good_audio, 0.3 * np.sin(np.arange(48000) / 7.0), 16000, subtype="PCM_16")
+    good_spectrogram = tmp_path / "good.dat"
+    spectrogram_dat(good_spectrogram, 5)
+    bad = [path for path, _ in corpus.values() if not path.is_dir()]
+    out = tmp_path / "out.csv"
+    result = embed_cli(good_audio, *bad, good_spectrogram, model=tiny_model, out=out, extra=["--on-error", "skip"])
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    with open(out, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    assert {row[0] for row in rows} == {str(good_audio), str(good_spectrogram)}
+    assert len(rows) == 3 + 5  # 3 s of audio -> 3 examples, plus the 5 spectrogram rows
+    with open(f"{out}.failures.csv", newline="") as f:
+        failures = {row["source"]: row["reason"] for row in csv.DictReader(f)}
+    assert set(failures) == {str(p) for p in bad}
+    for path, fragment in corpus.values():
+        if not path.is_dir():
+            assert fragment in failures[str(path)], (path, failures[str(path)])
+
+
+def test_inputs_too_short_for_an_example_are_noted_not_failed(tiny_model, tmp_path):
+    odd = odd_inputs(tmp_path / "odd")
+    spectrogram_dat(tmp_path / "good.dat", 4)
+    out = tmp_path / "out.npy"
+    result = embed_cli(*odd.values(), tmp_path / "good.dat", model=tiny_model, out=out)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:") and "no example" in line]
+    assert len(notes) == len(odd) and all(any(str(p) in n for n in notes) for p in odd.values())
+    assert np.load(out).shape == (4, 128)
+    padded = embed_cli(odd["clip_0_1_s"], model=tiny_model, out=tmp_path / "padded.npy", extra=["--pad-short"])
+    assert padded.returncode == 0 and np.load(tmp_path / "padded.npy").shape == (1, 128)
+
+
+def test_ten_hours_of_silence_stream_in_flat_memory(tmp_path):
+    """A 10-hour WAV (sparse on disk) decodes in blocks: 37,499 examples of log(0.01), memory flat."""
+    from corpus import wav_bytes
+
+    samples = 10 * 3600 * 16000
+    path = tmp_path / "silence_10h.wav"
+    with open(path, "wb") as f:
+        f.write(wav_bytes(data=b"", declared=samples * 2))
+        f.truncate(f.tell() + samples * 2)
+    out = tmp_path / "silence.npy"
+    script = (f"import resource, sys; from vggish_rt.cli.app import main\n"
+              f"try:\n    main(['features', {str(path)!r}, '--out', {str(out)!r}])\n"
+              f"except SystemExit as e:\n    code = e.code\n"
+              f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1800)
+    peak_kb, code = result.stdout.split()[-2:]
+    assert code in ("0", "None"), result.stderr
+    examples = (samples - 15600) // 15360 + 1
+    features = np.load(out, mmap_mode="r")
+    assert features.shape == (examples, 96, 64)
+    np.testing.assert_allclose(features[-1], np.log(0.01), atol=1e-6)
+    np.testing.assert_allclose(features[examples // 2], np.log(0.01), atol=1e-6)
+    assert int(peak_kb) < 600_000, f"peak RSS {int(peak_kb) // 1024} MB"
+
+
+@pytest.mark.parametrize("name", ["no_manifest", "manifest_not_json", "manifest_wrong_format", "manifest_future_version",
+                                  "checksum_mismatch", "model_file_missing", "path_escape", "absolute_path",
+                                  "symlinked_model", "external_data_outside", "not_onnx", "empty_directory",
+                                  "not_a_directory"])
+def test_hostile_or_broken_model_directory_is_refused_before_anything_runs(tiny_model, tmp_path, name):
+    directories = bad_model_directories(tiny_model, tmp_path / "models")
+    model, fragment = directories[name]
+    spectrogram_dat(tmp_path / "x.dat", 2)
+    result = embed_cli(tmp_path / "x.dat", model=model, out=tmp_path / "out.npy")
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "out.npy").exists() and not (tmp_path / "out.npy.partial").exists()
+
+
+def test_pickled_pca_file_is_refused(demo_model, tmp_path):
+    model, fragment = pickled_pca(demo_model, tmp_path)
+    spectrogram_dat(tmp_path / "x.dat", 2)
+    result = run_cli("embed", tmp_path / "x.dat", "--model", model, "--device", "cpu", "--postprocess",
+                     "--out", tmp_path / "out.npy")
+    assert_one_line_error(result, "pca_params.npz", fragment)
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_kill_9_at_random_points_then_resume_is_byte_identical(tiny_model, tmp_path):
+    """Four kills at seeded random row counts (printed on failure), each followed by --resume."""
+    spectrogram_dat(tmp_path / "spec.dat", 2000)
+    args = ["embed", tmp_path / "spec.dat", "--model", tiny_model, "--device", "cpu", "--batch-size", "16",
+            "--commit-every", "0.01"]
+    reference = run_cli(*args, "--out", tmp_path / "ref.npy")
+    assert reference.returncode == 0, reference.stderr
+    points = sorted(random.Random(20261121).sample(range(0, 1990, 16), 4))
+    out = tmp_path / "resumed.npy"
+    for number, kill_at in enumerate(points):
+        process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out),
+                                    *(["--resume"] if number else [])],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_rows(out.with_name(out.name + ".partial"), kill_at)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert not out.exists(), f"output appeared before the job finished (kill at row {kill_at})"
+    resumed = run_cli(*args, "--out", out, "--resume")
+    assert resumed.returncode == 0, (points, resumed.stderr)
+    assert out.read_bytes() == (tmp_path / "ref.npy").read_bytes(), points
+    index = Path(f"{out}.index.csv").read_text().splitlines()
+    assert index == Path(f"{tmp_path / 'ref.npy'}.index.csv").read_text().splitlines()
+    assert len(index) - 1 == len(set(index[1:])) == 2000, "rows embedded twice or skipped"
+
+
+def test_out_of_memory_halves_the_batch_and_the_job_goes_on(tiny_model, monkeypatch, capsys):
+    """onnxruntime's own allocation error above 5 rows (as a GPU gives it at a large batch): halved until it fits."""
+    import onnxruntime as ort
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+
+    from vggish_rt.engine import runner as runner_module
+
+    real_create = runner_module.create_session
+
+    class LimitedSession:
+        """A real session that fails as onnxruntime does when a batch needs more than the allocator has."""
+
+        def __init__(self, session: ort.InferenceSession) -> None:
+            self.session = session
+
+        def run(self, outputs, feeds):
+            rows = len(next(iter(feeds.values())))
+            if rows > 5:
+                raise RuntimeException("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned "
+                                       "while running Conv node. Name:'vggish/conv1/Conv2D' Status Message: "
+                                       f"Failed to allocate memory for requested buffer of size {rows * 25165824}")
+            return self.session.run(outputs, feeds)
+
+    monkeypatch.setattr(runner_module, "create_session", lambda *a, **k: LimitedSession(real_create(*a, **k)))
+    examples = np.random.default_rng(4).normal(-2.0, 1.0, (50, 96, 64)).astype(np.float32)
+    limited = Embedder(tiny_model, device="cpu", batch_size=24).embed_examples(examples)
+    monkeypatch.setattr(runner_module, "create_session", real_create)
+    plain = Embedder(tiny_model, device="cpu", batch_size=24).embed_examples(examples)
+    np.testing.assert_allclose(limited, plain, rtol=1e-6, atol=1e-6)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "out of memory" in line]
+    assert warnings == ["warning: cpu ran out of memory at batch size 24; going on at 12 (set --batch-size 12 to start there)",
+                        "warning: cpu ran out of memory at batch size 12; going on at 6 (set --batch-size 6 to start there)",
+                        "warning: cpu ran out of memory at batch size 6; going on at 3 (set --batch-size 3 to start there)"]
+
+
+def test_out_of_memory_at_batch_size_1_is_the_jobs_error(tiny_model, monkeypatch):
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+
+    from vggish_rt.engine import runner as runner_module
+    from vggish_rt.engine.errors import VggishError
+
+    class NoMemory:
+        def run(self, outputs, feeds):
+            raise RuntimeException("CUDA failure 2: out of memory ; GPU=0")
+
+    monkeypatch.setattr(runner_module, "create_session", lambda *a, **k: NoMemory())
+    with pytest.raises(VggishError, match="out of memory even at batch size 1"):
+        Embedder(tiny_model, device="cpu", batch_size=4).embed_examples(np.zeros((4, 96, 64), np.float32))
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".parquet"])
+def test_disk_full_mid_write_keeps_previous_output_and_says_so(tiny_model, tmp_path, suffix):
+    """The file-size limit (RLIMIT_FSIZE) fails writes with EFBIG part-way, as a full disk fails them with ENOSPC."""
+    spectrogram_dat(tmp_path / "small.dat", 3)
+    spectrogram_dat(tmp_path / "big.dat", 600, seed=1)
+    out = tmp_path / f"out{suffix}"
+    first = embed_cli(tmp_path / "small.dat", model=tiny_model, out=out)
+    assert first.returncode == 0, first.stderr
+    previous = out.read_bytes()
+    command = [sys.executable, "-m", "vggish_rt.cli", "embed", str(tmp_path / "big.dat"), "--model", str(tiny_model),
+               "--device", "cpu", "--frontend", "numpy", "--batch-size", "16", "--commit-every", "0", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, preexec_fn=_limit_file_size(150_000))
+    assert_one_line_error(result, str(out), "File too large", "intact", "rows committed so far are kept", "--resume")
+    assert out.read_bytes() == previous
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
+    resumed = embed_cli(tmp_path / "big.dat", model=tiny_model, out=out, extra=["--batch-size", "16", "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    reference = embed_cli(tmp_path / "big.dat", model=tiny_model, out=tmp_path / f"ref{suffix}", extra=["--batch-size", "16"])
+    assert reference.returncode == 0
+    if suffix != ".parquet":  # Parquet files record their writer's settings, not the rows' history
+        assert out.read_bytes() == (tmp_path / f"ref{suffix}").read_bytes()
