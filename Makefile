@@ -4,8 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# onnxruntime (CPU) here; on a GPU machine use EXTRAS=gpu,export,test (never both runtimes).
-EXTRAS ?= cpu,export,test
+# onnxruntime (CPU) here; on a GPU machine use EXTRAS=gpu,export,test,ray (never both runtimes).
+EXTRAS ?= cpu,export,test,ray
 
 .PHONY: setup demo test bench clean
 

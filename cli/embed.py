@@ -60,8 +60,11 @@ def embed(
     workers: Annotated[Optional[int], typer.Option(help="Audio decoding processes (default: one per core; 0: decode in-process).")] = None,
     commit_every: Annotated[float, typer.Option(help="Seconds between commits of finished rows (what --resume keeps).")] = 2.0,
     provider: Annotated[str, typer.Option(help="On GPUs: cuda (default) or tensorrt (needs TensorRT's own libraries; engine cache in ~/.cache/vggish-rt/tensorrt).")] = "cuda",
+    ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (needs the [ray] extra): the one in $RAY_ADDRESS or --ray-address, else a local one. --out names a new directory of Parquet shards + index.csv.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (HOST:PORT or ray://HOST:PORT); implies --ray.")] = None,
+    ray_actors: Annotated[Optional[int], typer.Option(help="With --ray: embedding actors (default: one per GPU in the cluster, else 2).")] = None,
 ) -> None:
-    """Embed audio or spectrograms into one output file.
+    """Embed audio or spectrograms into one output file (or, with --ray, a directory of Parquet shards).
 
     Writes to OUT.partial/ as it goes and renames the finished file into place;
     after a crash, the same command with --resume continues where it stopped.
@@ -72,6 +75,12 @@ def embed(
     from vggish_rt.engine.sources import WindowOptions
 
     sources = expand_inputs(inputs)
+    if ray or ray_address:
+        _embed_on_ray(sources, out, model, precision, batch_size, relu, frontend, postprocess,
+                      WindowOptions(_hop(hop), pad_short, pad_tail, resampler), ray_address, ray_actors,
+                      unsupported={"--pool": pool != "none", "--metadata": metadata is not None, "--resume": resume,
+                                   "--device": device != "auto", "--provider": provider != "cuda"})
+        return
     embedder = Embedder(model, device=device, precision=precision, batch_size=batch_size, relu=relu, frontend=frontend,
                         provider=provider)
     embedder.warn_if_demo()
@@ -93,6 +102,41 @@ def embed(
     print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out} "
           f"({embedder.placement}, {precision})")
     if result.failures:
+        raise typer.Exit(1)
+
+
+def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precision: str, batch_size: Optional[int],
+                  relu: bool, frontend: str, postprocess: bool, windows, address: Optional[str],
+                  actors: Optional[int], unsupported: dict[str, bool]) -> None:
+    """``embed --ray``: the same job through engine.ray_stage; failed inputs are listed, never fatal
+    (as --on-error skip: one bad file must not stop a cluster's job)."""
+    from vggish_rt.engine.errors import VggishError
+    from vggish_rt.engine.modeldir import ModelDirectory
+
+    refused = [name for name, given in unsupported.items() if given]
+    if refused:
+        raise VggishError(f"--ray does not support {', '.join(refused)} (Ray actors pick their own devices; "
+                          "run without --ray for these)")
+    try:
+        from vggish_rt.engine.ray_stage import RayOptions, run_ray_job
+    except ImportError as exc:
+        raise VggishError(f"--ray needs Ray: pip install 'vggish-rt[ray]' ({exc})") from None
+    directory = ModelDirectory(model)
+    if not directory.pretrained:
+        print(f"note: {directory.describe()}", file=sys.stderr)
+    postprocessor = directory.postprocessor() if postprocess else None
+    options = {"model_dir": str(directory.path), "precision": precision, "batch_size": batch_size, "relu": relu,
+               "frontend": frontend}
+    with progress_bar("embedding on Ray", _known_rows(sources)) as advance:
+        result = run_ray_job(sources, out, options, windows, RayOptions(address, actors), postprocessor, advance)
+    for path in result.short_inputs:
+        print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
+    for _, reason in result.failures:
+        print(f"failed: {reason}", file=sys.stderr)
+    print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out}/ "
+          f"(Ray, {precision})")
+    if result.failures:
+        print(f"{len(result.failures)} input(s) failed; listed in {out / 'failures.csv'}", file=sys.stderr)
         raise typer.Exit(1)
 
 

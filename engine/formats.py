@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 FORMATS = (".npy", ".csv", ".parquet", ".dat", ".tfrecord")
 EMBEDDING_COLUMNS = [f"e{i}" for i in range(params.EMBEDDING_SIZE)]
-CHUNK = 8192
+CHUNK = 8192                # embedding rows a chunk (4 MB of float32 [*,128])
+CHUNK_BYTES = 4 * 2**20     # rows of any other shape (log-mel features) are read this many bytes at a time
 
 
 def index_path(out: Path) -> Path:
@@ -66,8 +67,10 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
     count = _count_sources(store) if pooled else store.rows
     dtype = np.dtype(np.uint8) if postprocessor is not None else store.dtype
 
+    rows_per_chunk = max(1, min(CHUNK, CHUNK_BYTES // (store.dtype.itemsize * int(np.prod(store.row_shape)))))
+
     def chunks() -> Chunks:
-        stream = _pool(store.read_rows(CHUNK)) if pooled else store.read_rows(CHUNK)
+        stream = _pool(store.read_rows(rows_per_chunk)) if pooled else store.read_rows(rows_per_chunk)
         for values, lines in stream:
             yield (postprocessor.postprocess(values) if postprocessor is not None else values), lines
 
@@ -159,7 +162,7 @@ def _write_binary(chunks: Chunks, path: Path, index: Path, dtype: np.dtype, meta
 
         def lines() -> Iterator[list[list[str]]]:
             for values, chunk_lines in chunks:
-                f.write(np.ascontiguousarray(values, dtype).tobytes())
+                np.ascontiguousarray(values, dtype).tofile(f)
                 yield chunk_lines
         _write_index(lines(), index, metadata_columns)
 
@@ -179,7 +182,7 @@ def _write_csv(chunks: Chunks, path: Path, metadata_columns: list[str]) -> None:
             writer.writerows(lead + row for lead, row in zip(_leading(lines, metadata_columns), text))
 
 
-def _parquet_table(values: np.ndarray, lines: list[list[str]], metadata_columns: list[str]) -> "pa.Table":
+def parquet_table(values: np.ndarray, lines: list[list[str]], metadata_columns: list[str]) -> "pa.Table":
     import pyarrow as pa
 
     leading = _leading(lines, metadata_columns)
@@ -205,11 +208,11 @@ def _write_parquet(chunks: Chunks, path: Path, metadata_columns: list[str], empt
     writer = None
     try:
         for values, lines in chunks:
-            table = _parquet_table(values, lines, metadata_columns)
+            table = parquet_table(values, lines, metadata_columns)
             writer = writer or pq.ParquetWriter(path, table.schema)
             writer.write_table(table)
         if writer is None:
-            pq.write_table(_parquet_table(np.empty(empty_shape, dtype), [], metadata_columns), path)
+            pq.write_table(parquet_table(np.empty(empty_shape, dtype), [], metadata_columns), path)
     finally:
         if writer is not None:
             writer.close()

@@ -26,8 +26,10 @@ from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.session import create_session, onnxruntime
 
 
-_OUT_OF_MEMORY = re.compile(r"out of memory|failed to allocate|bad_alloc|ALLOC_FAILED|cudaErrorMemoryAllocation",
-                            re.IGNORECASE)
+# onnxruntime's arena ("Available memory of X is smaller than requested bytes of Y", as seen on an H200
+# under gpu_mem_limit), CUDA's, cuDNN's and cuBLAS's allocation failures, and the C++ runtime's.
+_OUT_OF_MEMORY = re.compile(r"out of memory|failed to allocate|bad_alloc|ALLOC_FAILED|cudaErrorMemoryAllocation"
+                            r"|Available memory of \d+ is smaller than requested bytes", re.IGNORECASE)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

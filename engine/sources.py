@@ -73,7 +73,7 @@ def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0) -> Iterat
     """Example blocks of a ``.npy``/``.dat`` spectrogram file, from row ``start``, as float32."""
     spectrograms = open_spectrograms(source)
     for first in range(start, len(spectrograms), chunk):
-        examples = spectrograms.read(first, first + chunk).astype(np.float32)
+        examples = spectrograms.read(first, first + chunk).astype(np.float32, copy=False)
         if not np.isfinite(examples).all():
             raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold NaN or Inf")
         nan = np.full(len(examples), np.nan)

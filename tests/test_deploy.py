@@ -36,7 +36,7 @@ def test_e2e_pca_model_equals_numpy_postprocessor_byte_for_byte(demo_model):
     assert (inp.name, out.name) == ("waveform", "quantized_embedding")
     assert out.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     props = {p.key: p.value for p in model.metadata_props}
-    assert props["pretrained"] == "false" and "uint8" in props["outputs"] and props["frontend.sample_rate"] == "16000"
+    assert props["pretrained"] == "false" and "uint8" in props["outputs"] and props["frontend.sample_rate_hz"] == "16000"
     windows = example_windows()
     quantized = run_python(demo_model / "vggish.e2e.pca.onnx", windows)
     expected = Postprocessor.from_file(demo_model / "pca_params.npz").postprocess(run_python(demo_model / "vggish.e2e.onnx", windows))

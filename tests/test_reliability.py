@@ -107,7 +107,7 @@ def test_ten_hours_of_silence_stream_in_flat_memory(tmp_path):
     assert features.shape == (examples, 96, 64)
     np.testing.assert_allclose(features[-1], np.log(0.01), atol=1e-6)
     np.testing.assert_allclose(features[examples // 2], np.log(0.01), atol=1e-6)
-    assert int(peak_kb) < 600_000, f"peak RSS {int(peak_kb) // 1024} MB"
+    assert int(peak_kb) < 300_000, f"peak RSS {int(peak_kb) // 1024} MB"
 
 
 @pytest.mark.parametrize("name", ["no_manifest", "manifest_not_json", "manifest_wrong_format", "manifest_future_version",

@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
     Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "vggish_embed");
     Ort::SessionOptions options;
     Ort::Session session(env, argv[1], options);
-    const int model_rate = std::stoi(Metadata(session, "frontend.sample_rate", "16000"));
+    const int model_rate = std::stoi(Metadata(session, "frontend.sample_rate_hz", "16000"));
     std::fprintf(stderr, "%s: %s (pretrained: %s)\n", argv[1], Metadata(session, "description", "?").c_str(),
                  Metadata(session, "pretrained", "?").c_str());
 

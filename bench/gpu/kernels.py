@@ -1,6 +1,6 @@
 """Where the GPU time goes, and what host copies cost (one GPU, one session).
 
-    python3 bench/gpu/profile.py MODEL_DIR [--out DIR]
+    python3 bench/gpu/kernels.py MODEL_DIR [--out DIR]
 
 1. GPU-resident throughput: inputs already on the device, IO binding, no host
    copies (the ceiling for host-in/host-out runs), fp32 (TF32) and fp16, with
@@ -22,27 +22,16 @@ import torch  # noqa: F401  (first: its CUDA libraries and CUPTI)
 import numpy as np
 import onnx
 
+from timing import resident_session, timed
 from vggish_rt.engine.runner import Runner
-from vggish_rt.engine.session import create_session, onnxruntime
+from vggish_rt.engine.session import onnxruntime
 
 BATCH = 1024
 
 
 def resident_rate(model: bytes, options: dict[str, str], dtype=np.float32, repeats: int = 30) -> tuple[float, object]:
-    ort = onnxruntime()
-    session = create_session(model, "cuda", 0, cuda_options=options)
-    x = np.random.default_rng(0).normal(-2, 1.5, (BATCH, 96, 64)).astype(dtype)
-    binding = session.io_binding()
-    binding.bind_ortvalue_input("features", ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
-    binding.bind_ortvalue_output("embedding", ort.OrtValue.ortvalue_from_shape_and_type([BATCH, 128], np.float32, "cuda", 0))
-    for _ in range(3):
-        session.run_with_iobinding(binding)
-    torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        session.run_with_iobinding(binding)
-    torch.cuda.synchronize()
-    return BATCH * repeats / (time.perf_counter() - started), (session, binding)
+    session, binding = resident_session(model, options, BATCH, dtype)
+    return timed(lambda: session.run_with_iobinding(binding), torch.cuda.synchronize, BATCH, repeats, runs=1), (session, binding)
 
 
 def half_boundary(model: bytes) -> bytes:

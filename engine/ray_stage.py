@@ -1,0 +1,210 @@
+"""The embed job on a Ray cluster, with Ray Data. Needs the ``[ray]`` extra.
+
+    input paths --(CPU tasks: decode_source)--> one row per example
+                --(actor pool: EmbedStage, one Embedder per actor, one GPU each where there are GPUs)--> embeddings
+                --(driver, in input order)--> OUT/part-00000.parquet, ..., OUT/index.csv [, OUT/failures.csv]
+
+Rows between the stages (Ray Data columns):
+``order`` int64 (input number), ``source`` str, ``example`` int64,
+``start_s``/``end_s`` float64 (NaN for spectrograms), ``status`` str ("ok",
+"failed": ``reason`` says why, "short": no example), ``kind`` int8 (0: audio
+window, 1: log-mel example), ``inputs`` float32 [15600]: the 16 kHz window,
+or the example's 96 x 64 values followed by zeros (one fixed-shape column keeps
+mixed inputs in one ordered stream). EmbedStage replaces ``inputs`` with
+``embedding`` float32 [128] (NaN on rows that are not "ok").
+
+Decoding and windowing run as CPU tasks, so the actors get windows, not files.
+The dataset keeps its order (``preserve_order``), so the shards hold the rows
+exactly as a single-machine run writes them, and ``index.csv`` is the same
+file as that run's ``.index.csv``. A killed actor is restarted by Ray and its
+batch retried (``max_restarts``/``max_task_retries``): no row is lost or doubled.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vggish_rt.engine import params
+from vggish_rt.engine.embedder import Embedder
+from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.formats import parquet_table
+from vggish_rt.engine.inputs import is_spectrogram
+from vggish_rt.engine.job import JobReport
+from vggish_rt.engine.postprocess import Postprocessor
+from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, spectrogram_blocks
+from vggish_rt.engine.store import INDEX_COLUMNS, Rows, format_index_line
+
+WINDOW, EXAMPLE = 0, 1
+_EXAMPLE_VALUES = params.NUM_FRAMES * params.NUM_BANDS
+SHARD_ROWS = 100_000  # rows per Parquet shard (about 52 MB of float32 embeddings)
+
+
+def _block_rows(order: int, block: Block) -> dict[str, np.ndarray]:
+    n = len(block)
+    if block.windows is not None:
+        kind, inputs = WINDOW, np.asarray(block.windows, np.float32)
+    else:
+        kind, inputs = EXAMPLE, np.zeros((n, params.EXAMPLE_SAMPLES), np.float32)
+        inputs[:, :_EXAMPLE_VALUES] = block.examples.reshape(n, -1)
+    return {"order": np.full(n, order), "source": np.array([str(block.source)] * n), "example": block.index,
+            "start_s": block.start_s, "end_s": block.end_s, "status": np.array(["ok"] * n),
+            "reason": np.array([""] * n), "kind": np.full(n, kind, np.int8), "inputs": inputs}
+
+
+def _marker(order: int, source: str, status: str, reason: str) -> dict[str, np.ndarray]:
+    """One row standing for an input that gave no example (status 'short') or failed ('failed')."""
+    return {"order": np.array([order]), "source": np.array([source]), "example": np.array([-1]),
+            "start_s": np.array([np.nan]), "end_s": np.array([np.nan]), "status": np.array([status]),
+            "reason": np.array([reason]), "kind": np.array([WINDOW], np.int8),
+            "inputs": np.zeros((1, params.EXAMPLE_SAMPLES), np.float32)}
+
+
+def decode_source(batch: dict[str, np.ndarray], options: WindowOptions) -> Iterator[dict[str, np.ndarray]]:
+    """Ray Data generator stage (batch_size=1): one input path -> its examples' rows, block by block.
+
+    A bad input yields one 'failed' row (after any rows it gave before the
+    damage, as a single-machine run with --on-error skip keeps them); an input
+    too short for one example yields one 'short' row.
+    """
+    order, source = int(batch["order"][0]), str(batch["path"][0])
+    path = Path(source)
+    produced = False
+    try:
+        blocks = spectrogram_blocks(path) if is_spectrogram(path) else audio_blocks(path, options)
+        for block in blocks:
+            produced = True
+            yield _block_rows(order, block)
+    except VggishError as exc:
+        yield _marker(order, source, "failed", str(exc))
+        return
+    if not produced:
+        yield _marker(order, source, "short", "shorter than 0.975 s, no example")
+
+
+class EmbedStage:
+    """Ray Data callable class: one Embedder per actor; rows with ``inputs`` -> rows with ``embedding``.
+
+    Constructor arguments are Embedder's (model directory, device, precision,
+    batch size, relu, frontend); on a GPU actor the device is the one Ray gave it.
+    """
+
+    def __init__(self, **embedder_options: Any) -> None:
+        self.embedder = Embedder(**embedder_options)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ok = batch["status"] == "ok"
+        embeddings = np.full((len(ok), params.EMBEDDING_SIZE), np.nan, np.float32)
+        windows, examples = ok & (batch["kind"] == WINDOW), ok & (batch["kind"] == EXAMPLE)
+        if windows.any():
+            embeddings[windows] = self.embedder.embed_windows(batch["inputs"][windows])
+        if examples.any():
+            rows = batch["inputs"][examples][:, :_EXAMPLE_VALUES]
+            embeddings[examples] = self.embedder.embed_examples(rows.reshape(-1, params.NUM_FRAMES, params.NUM_BANDS))
+        out = {key: value for key, value in batch.items() if key != "inputs"}
+        out["embedding"] = embeddings
+        return out
+
+
+@dataclass
+class RayOptions:
+    """Where and how wide: ``address`` (None: a local cluster), ``actors`` (None: one per GPU, else 2)."""
+
+    address: str | None = None
+    actors: int | None = None
+
+
+def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any], windows: WindowOptions,
+                ray_options: RayOptions, postprocessor: Postprocessor | None = None,
+                progress: Callable[[int], None] = lambda _: None, stage: type = EmbedStage) -> JobReport:
+    """Embed ``sources`` on a Ray cluster into directory ``out`` (Parquet shards + index.csv); returns the report.
+
+    ``out`` appears only when complete (written as ``out.partial`` and renamed).
+    ``stage``: the actors' class (EmbedStage or a subclass of it).
+    A local cluster gets at least one CPU more than the actors, for decoding.
+    """
+    import ray
+
+    out = Path(out)
+    if out.exists():
+        raise VggishError(f"--out {out}: exists; with --ray, --out names a new directory of Parquet shards")
+    staging = out.with_name(out.name + ".partial")
+    if not ray.is_initialized():
+        local = ray_options.address is None and not os.environ.get("RAY_ADDRESS")
+        ray.init(address=ray_options.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 num_cpus=max(os.cpu_count() or 1, (ray_options.actors or 2) + 1) if local else None)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    actors = ray_options.actors or (gpus if gpus else 2)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    dataset = ray.data.from_items([{"order": i, "path": str(p)} for i, p in enumerate(sources)],
+                                  override_num_blocks=max(1, len(sources)))
+    dataset = dataset.map_batches(decode_source, batch_size=1, batch_format="numpy", fn_kwargs={"options": windows},
+                                  num_cpus=1)
+    dataset = dataset.map_batches(
+        stage, fn_constructor_kwargs={**embedder_options, "device": "cuda" if gpus else "cpu"},
+        batch_size=embedder_options.get("batch_size") or (1024 if gpus else 64), batch_format="numpy",
+        concurrency=actors, num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+        max_restarts=-1, max_task_retries=-1)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    report = JobReport()
+    try:
+        _write(dataset.iter_batches(batch_size=4096, batch_format="numpy"), staging, postprocessor, report, progress)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+def _write(batches: Iterator[dict[str, np.ndarray]], directory: Path, postprocessor: Postprocessor | None,
+           report: JobReport, progress: Callable[[int], None]) -> None:
+    """Rows in input order -> part-NNNNN.parquet shards, index.csv and (if any input failed) failures.csv."""
+    import pyarrow.parquet as pq
+
+    shard, writer, shard_rows = 0, None, 0
+    finished: set[int] = set()
+    with open(directory / "index.csv", "w", encoding="utf-8", newline="") as index_file:
+        index = csv.writer(index_file, lineterminator="\n")
+        index.writerow(INDEX_COLUMNS)
+        try:
+            for batch in batches:
+                for i in np.flatnonzero(batch["status"] == "failed"):
+                    report.failures.append((str(batch["source"][i]), str(batch["reason"][i])))
+                report.short_inputs += [str(s) for s in batch["source"][batch["status"] == "short"]]
+                ok = batch["status"] == "ok"
+                finished.update(int(o) for o in batch["order"][ok])
+                if not ok.any():
+                    continue
+                rows = Rows([str(s) for s in batch["source"][ok]], batch["example"][ok], batch["start_s"][ok],
+                            batch["end_s"][ok], batch["embedding"][ok])
+                values = postprocessor.postprocess(rows.values) if postprocessor is not None else rows.values
+                lines = [format_index_line(rows, i) for i in range(len(rows))]
+                index.writerows(lines)
+                table = parquet_table(values, lines, [])
+                if writer is None:
+                    writer = pq.ParquetWriter(directory / f"part-{shard:05d}.parquet", table.schema)
+                writer.write_table(table)
+                shard_rows += len(rows)
+                report.rows += len(rows)
+                progress(len(rows))
+                if shard_rows >= SHARD_ROWS:
+                    writer.close()
+                    writer, shard, shard_rows = None, shard + 1, 0
+        finally:
+            if writer is not None:
+                writer.close()
+    report.inputs_done = len(finished) + len(report.short_inputs)
+    if report.failures:
+        with open(directory / "failures.csv", "w", encoding="utf-8", newline="") as f:
+            failures = csv.writer(f, lineterminator="\n")
+            failures.writerow(["source", "reason"])
+            failures.writerows(report.failures)

@@ -1,0 +1,90 @@
+"""The embed job on a local Ray cluster (CPU, 2 actors): the same rows as a single-process run."""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+import pyarrow.parquet as pq  # noqa: E402
+
+from conftest import run_cli, write_tiny_model  # noqa: E402
+from test_audio import EXAMPLES  # noqa: E402
+from test_job import spectrogram_dat  # noqa: E402
+from vggish_rt.engine.formats import EMBEDDING_COLUMNS  # noqa: E402
+
+
+def shards(directory: Path):
+    """(index rows, float32 [N,128]) from a --ray output directory's Parquet shards, in shard order."""
+    tables = [pq.read_table(p) for p in sorted(directory.glob("part-*.parquet"))]
+    values = np.concatenate([np.stack([t[c].to_numpy() for c in EMBEDDING_COLUMNS], axis=1) for t in tables])
+    rows = [(s, e) for t in tables for s, e in zip(t["source"].to_pylist(), t["example"].to_pylist())]
+    return rows, values
+
+
+@pytest.fixture()
+def mixed_inputs(tmp_path):
+    audio = [p for p in sorted(EXAMPLES.iterdir()) if p.suffix in (".wav", ".oga")][:3]
+    spectrogram_dat(tmp_path / "spec.dat", 10)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    import soundfile as sf
+    sf.write(tmp_path / "short.wav", np.zeros(800), 16000)
+    return [audio[0], tmp_path / "broken.wav", tmp_path / "spec.dat", audio[1], tmp_path / "short.wav", audio[2]]
+
+
+def test_ray_job_equals_single_process_run_row_for_row(demo_model, mixed_inputs, tmp_path):
+    single = run_cli("embed", *mixed_inputs, "--model", demo_model, "--device", "cpu", "--on-error", "skip",
+                     "--out", tmp_path / "single.npy")
+    assert single.returncode == 1, single.stderr
+    on_ray = run_cli("embed", *mixed_inputs, "--model", demo_model, "--ray", "--ray-actors", "2",
+                     "--out", tmp_path / "ray_out", env={"RAY_ADDRESS": ""})
+    assert on_ray.returncode == 1, on_ray.stderr  # one input failed: reported, the rest done
+    assert "broken.wav" in on_ray.stderr and "Traceback" not in on_ray.stderr
+    assert (tmp_path / "ray_out" / "index.csv").read_bytes() == Path(f"{tmp_path / 'single.npy'}.index.csv").read_bytes()
+    rows, values = shards(tmp_path / "ray_out")
+    expected = np.load(tmp_path / "single.npy")
+    assert len(rows) == len(expected) > 10
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-5)
+    with open(tmp_path / "ray_out" / "failures.csv", newline="") as f:
+        failures = list(csv.DictReader(f))
+    assert [row["source"] for row in failures] == [str(mixed_inputs[1])]
+    assert "short.wav: shorter than 0.975 s" in on_ray.stderr
+
+
+class CrashOnce:
+    """Mixed into EmbedStage by the test: the first actor to see an example 20 kills its own process, once."""
+
+    marker: str = ""
+
+    def __call__(self, batch):
+        if 20 in batch["example"] and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)  # a real death of the actor process, as a lost node or an OOM kill gives
+        return super().__call__(batch)
+
+
+def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
+    from vggish_rt.engine.ray_stage import EmbedStage, RayOptions, run_ray_job
+    from vggish_rt.engine.sources import WindowOptions
+
+    model = write_tiny_model(tmp_path / "model")
+    inputs = [tmp_path / f"s{i}.dat" for i in range(3)]
+    expected = np.concatenate([spectrogram_dat(path, 30, seed=i) for i, path in enumerate(inputs)])
+    stage = type("CrashingStage", (CrashOnce, EmbedStage), {"marker": str(tmp_path / "crashed")})
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        report = run_ray_job(inputs, tmp_path / "out", {"model_dir": str(model), "batch_size": 8}, WindowOptions(),
+                             RayOptions(actors=2), stage=stage)
+    finally:
+        ray.shutdown()
+    assert (tmp_path / "crashed").exists(), "the actor never crashed: the test tested nothing"
+    rows, values = shards(tmp_path / "out")
+    assert rows == [(str(p), i) for p in inputs for i in range(30)]
+    from vggish_rt.engine import Embedder
+    np.testing.assert_allclose(values, Embedder(model, device="cpu").embed_examples(expected), rtol=0, atol=1e-5)
+    assert report.rows == 90 and report.failures == []
