@@ -123,3 +123,16 @@ def test_frontend_graph_on_cuda_is_accurate_with_tf32_on():
     session = create_session(frontend_model(17, 8).SerializeToString(), "cuda", 0)  # use_tf32 defaults to on
     got = session.run(None, {"waveform": windows})[0]
     assert np.abs(got - log_mel_examples(windows)).max() <= 1e-3
+
+
+def test_real_out_of_memory_halves_the_batch(gpu_model, capfd):
+    """A 3 GB arena (gpu_mem_limit) cannot hold batch 8192 (12 GB for conv1 alone): onnxruntime's own
+    allocation error, halved until it fits, the same embeddings as batch 1024 (seen on an H200: 8192 -> 1024)."""
+    x = np.random.default_rng(0).normal(-2, 1.5, (12000, 96, 64)).astype(np.float32)
+    limited = Embedder(gpu_model, device="cuda:0", batch_size=8192, sessions_per_device=1,
+                       cuda_options={"gpu_mem_limit": str(3 * 2**30)})
+    got = limited.embed_examples(x)
+    assert all(runner.batch_size < 8192 for runner in limited._runners.values())
+    assert "ran out of memory at batch size 8192" in capfd.readouterr().err
+    reference = Embedder(gpu_model, device="cuda:0", batch_size=1024).embed_examples(x[:2000])
+    np.testing.assert_array_equal(got[:2000], reference)
