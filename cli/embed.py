@@ -60,7 +60,7 @@ def embed(
     workers: Annotated[Optional[int], typer.Option(help="Audio decoding processes (default: one per core; 0: decode in-process).")] = None,
     commit_every: Annotated[float, typer.Option(help="Seconds between commits of finished rows (what --resume keeps).")] = 2.0,
     provider: Annotated[str, typer.Option(help="On GPUs: cuda (default) or tensorrt (needs TensorRT's own libraries; engine cache in ~/.cache/vggish-rt/tensorrt).")] = "cuda",
-    ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (needs the [ray] extra): the one in $RAY_ADDRESS or --ray-address, else a local one. --out names a new directory of Parquet shards + index.csv.")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (needs the vggish-rt\\[ray] extra): the one in $RAY_ADDRESS or --ray-address, else a local one. --out names a new directory of Parquet shards + index.csv.")] = False,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (HOST:PORT or ray://HOST:PORT); implies --ray.")] = None,
     ray_actors: Annotated[Optional[int], typer.Option(help="With --ray: embedding actors (default: one per GPU in the cluster, else 2).")] = None,
 ) -> None:
