@@ -16,10 +16,11 @@ earlier output of the same name stays intact until the new one is complete.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -77,10 +78,17 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
     temporary = out.with_name(f".{out.name}.tmp")
     index_temporary = out.with_name(f".{out.name}.index.tmp")
     try:
-        if suffix == ".npy":
-            _write_binary(chunks(), temporary, index_temporary, dtype, columns, (count, *store.row_shape))
-        elif suffix == ".dat":
-            _write_binary(chunks(), temporary, index_temporary, np.dtype("<f8"), columns)
+        if suffix in (".npy", ".dat"):
+            binary = (dtype, (count, *store.row_shape)) if suffix == ".npy" else (np.dtype("<f8"), None)
+            with open(index_temporary, "wb") as index:
+                index.write(_csv_line([*INDEX_COLUMNS, *columns]).encode())
+                if pooled:
+                    _write_binary(_index_as_written(chunks(), index), temporary, *binary)
+                else:  # the store's index lines are the final ones: copied, not parsed
+                    store.copy_index(index)
+                    values = store.read_values(rows_per_chunk)
+                    _write_binary((postprocessor.postprocess(v) for v in values) if postprocessor is not None else values,
+                                  temporary, *binary)
         elif suffix == ".csv":
             _write_csv(chunks(), temporary, columns)
         elif suffix == ".tfrecord":  # run_job has checked: post-processed, not pooled
@@ -144,27 +152,27 @@ def _pool(chunks: Chunks) -> Chunks:
         yield np.asarray(out_values, np.float32), out_lines
 
 
-def _write_index(lines_chunks: Iterator[list[list[str]]], path: Path, metadata_columns: list[str]) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow([*INDEX_COLUMNS, *metadata_columns])
-        for lines in lines_chunks:
-            writer.writerows(lines)
+def _csv_line(fields: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue()
 
 
-def _write_binary(chunks: Chunks, path: Path, index: Path, dtype: np.dtype, metadata_columns: list[str],
-                  shape: tuple[int, ...] | None = None) -> None:
-    """Raw rows in ``dtype`` after an .npy header of ``shape`` (none for .dat), and the index file."""
+def _index_as_written(chunks: Chunks, index: BinaryIO) -> Iterator[np.ndarray]:
+    """The chunks' values, writing each chunk's index lines to ``index`` on the way."""
+    for values, lines in chunks:
+        index.write("".join(_csv_line(line) for line in lines).encode())
+        yield values
+
+
+def _write_binary(values: Iterator[np.ndarray], path: Path, dtype: np.dtype, shape: tuple[int, ...] | None) -> None:
+    """Raw rows in ``dtype``, after an .npy header of ``shape`` (none for .dat)."""
     with open(path, "wb") as f:
         if shape is not None:
             header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
             np.lib.format.write_array_header_1_0(f, header)
-
-        def lines() -> Iterator[list[list[str]]]:
-            for values, chunk_lines in chunks:
-                np.ascontiguousarray(values, dtype).tofile(f)
-                yield chunk_lines
-        _write_index(lines(), index, metadata_columns)
+        for chunk in values:
+            np.ascontiguousarray(chunk, dtype).tofile(f)
 
 
 def _leading(lines: list[list[str]], metadata_columns: list[str]) -> list[list[str]]:

@@ -73,8 +73,11 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: in
         nonlocal pending, filled, seq
         data = [(b.windows if b.windows is not None else b.examples)[a:z] for b, _, a, z in pending]
         last, _, _, stop = pending[-1]
+        sources: list[str] = []
+        for b, _, a, z in pending:
+            sources += [str(b.source)] * (z - a)
         batch = Batch(seq, kind, np.concatenate(data) if len(data) > 1 else np.ascontiguousarray(data[0]),
-                      [str(b.source) for b, _, a, z in pending for _ in range(z - a)],
+                      sources,
                       np.concatenate([b.index[a:z] for b, _, a, z in pending]),
                       np.concatenate([b.start_s[a:z] for b, _, a, z in pending]),
                       np.concatenate([b.end_s[a:z] for b, _, a, z in pending]),

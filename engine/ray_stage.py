@@ -39,7 +39,7 @@ from vggish_rt.engine.inputs import is_spectrogram
 from vggish_rt.engine.job import JobReport
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, spectrogram_blocks
-from vggish_rt.engine.store import INDEX_COLUMNS, Rows, format_index_line
+from vggish_rt.engine.store import INDEX_COLUMNS, Rows, index_lines
 
 WINDOW, EXAMPLE = 0, 1
 _EXAMPLE_VALUES = params.NUM_FRAMES * params.NUM_BANDS
@@ -187,7 +187,7 @@ def _write(batches: Iterator[dict[str, np.ndarray]], directory: Path, postproces
                 rows = Rows([str(s) for s in batch["source"][ok]], batch["example"][ok], batch["start_s"][ok],
                             batch["end_s"][ok], batch["embedding"][ok])
                 values = postprocessor.postprocess(rows.values) if postprocessor is not None else rows.values
-                lines = [format_index_line(rows, i) for i in range(len(rows))]
+                lines = index_lines(rows)
                 index.writerows(lines)
                 table = parquet_table(values, lines, [])
                 if writer is None:

@@ -27,7 +27,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -56,11 +56,14 @@ class Rows:
         return len(self.values)
 
 
-def format_index_line(rows: Rows, i: int) -> list[str]:
-    """The index fields of row ``i``: times with 6 decimals, empty for spectrograms."""
-    start, end = rows.start_s[i], rows.end_s[i]
-    times = ["", ""] if np.isnan(start) else [f"{start:.6f}", f"{end:.6f}"]
-    return [rows.source[i], str(int(rows.example[i])), *times, *(rows.metadata[i] if rows.metadata else [])]
+def index_lines(rows: Rows) -> list[list[str]]:
+    """The index fields of every row: source, example, times with 6 decimals (empty for
+    spectrograms, whose times are NaN), then the row's metadata fields."""
+    times = [("", "") if start != start else (f"{start:.6f}", f"{end:.6f}")  # NaN != NaN
+             for start, end in zip(rows.start_s.tolist(), rows.end_s.tolist())]
+    metadata = rows.metadata or [[]] * len(rows)
+    return [[source, str(example), *time, *fields]
+            for source, example, time, fields in zip(rows.source, rows.example.tolist(), times, metadata)]
 
 
 def store_path(out: Path) -> Path:
@@ -130,7 +133,7 @@ class PartialStore:
         if values.shape[1:] != self.row_shape:
             raise ValueError(f"rows of shape {values.shape[1:]} in a store of {self.row_shape}")
         self._rows_file.write(values.tobytes())
-        self._index.writerows(format_index_line(rows, i) for i in range(len(rows)))
+        self._index.writerows(index_lines(rows))
         self.rows += len(rows)
 
     def commit(self, position: dict[str, Any]) -> None:
@@ -148,22 +151,32 @@ class PartialStore:
         self.committed_rows = self.rows
 
     # -- reading back ----------------------------------------------------------
-    def read_rows(self, chunk: int) -> Iterator[tuple[np.ndarray, list[list[str]]]]:
-        """Yield (values [k, *row_shape], index lines [k]) from the committed store, ``chunk`` rows at a time.
+    def read_values(self, chunk: int) -> Iterator[np.ndarray]:
+        """Yield the committed values [k, *row_shape], ``chunk`` rows at a time.
 
         Plain reads, not a memory map: mapped pages would count as the process's
         resident memory, which must stay flat whatever the store's size.
         """
         row_items = int(np.prod(self.row_shape))
-        with open(self.path / "rows.bin", "rb") as values, open(self.path / "index.csv", encoding="utf-8", newline="") as f:
-            reader = csv.reader(f)
+        with open(self.path / "rows.bin", "rb") as values:
             for start in range(0, self.rows, chunk):
                 count = min(chunk, self.rows - start)
-                lines = [next(reader) for _ in range(count)]
                 rows = np.fromfile(values, self.dtype, count * row_items)
                 if len(rows) != count * row_items:
                     raise VggishError(f"{self.path / 'rows.bin'}: shorter than its journal says; the store is damaged")
-                yield rows.reshape(count, *self.row_shape), lines
+                yield rows.reshape(count, *self.row_shape)
+
+    def read_rows(self, chunk: int) -> Iterator[tuple[np.ndarray, list[list[str]]]]:
+        """Yield (values [k, *row_shape], index lines [k]) from the committed store, ``chunk`` rows at a time."""
+        with open(self.path / "index.csv", encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            for values in self.read_values(chunk):
+                yield values, [next(reader) for _ in range(len(values))]
+
+    def copy_index(self, target: BinaryIO) -> None:
+        """Append the committed index lines (CSV, no header) to ``target`` as they are stored."""
+        with open(self.path / "index.csv", "rb") as f:
+            shutil.copyfileobj(f, target, 4 * 2**20)
 
     # -- ending ----------------------------------------------------------------
     def close(self) -> None:
