@@ -37,10 +37,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--out", type=Path, default=Path("scaling.json"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/scaling"))
+    parser.add_argument("--only", choices=["host", "disk"], default=None, help="measure one source only")
     arguments = parser.parse_args()
     counts = [g for g in (1, 2, 4) if g <= cuda_device_count()]
     results = []
-    for precision in ("fp32", "fp16"):
+    for precision in ("fp32", "fp16") if arguments.only != "disk" else ():
         for gpus in counts:
             device = "cuda:" + ",".join(map(str, range(gpus)))
             embedder = Embedder(arguments.model, device=device, precision=precision, batch_size=1024)
@@ -48,6 +49,9 @@ def main() -> None:
             results.append({"source": "host memory", "precision": precision, "gpus": gpus, "examples_per_s": rate})
             print(json.dumps(results[-1]), flush=True)
             del embedder
+    if arguments.only == "host":
+        arguments.out.write_text(json.dumps(results, indent=1))
+        return
     arguments.work.mkdir(parents=True, exist_ok=True)
     data = arguments.work / "examples.npy"
     array = np.lib.format.open_memmap(data, mode="w+", dtype=arguments.dtype, shape=(arguments.examples, 96, 64))
