@@ -6,12 +6,7 @@ open, so the reference outputs come from the seed's own graph and variables.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -55,28 +50,12 @@ def to_onnx(graph_def: object) -> onnx.ModelProto:
     """Convert a frozen VGGish GraphDef with tf2onnx: opset 17, dynamic batch,
     input ``features`` float32 [N,96,64], output ``embedding`` float32 [N,128].
 
-    Reproducible: tf2onnx's optimizer passes walk Python sets, so the names it
-    gives folded constants (and so the bytes) follow the interpreter's string
-    hash seed. Unless this process already has PYTHONHASHSEED=0, the conversion
-    runs in a child process that does (the GraphDef and the model travel
-    through temporary files), so the same checkpoint always gives the same
-    bytes. tf2onnx spends most of its ~2 minutes (2 cores) copying the 289 MB
-    of weights between protobuf messages in those passes.
+    tf2onnx spends most of its ~2 minutes (2 cores) copying the 289 MB of
+    weights between protobuf messages in its optimizer passes. Its passes (and
+    TensorFlow's freezing) walk Python sets, so the names it gives folded
+    constants follow the string hash seed: byte-identical exports need
+    PYTHONHASHSEED=0, which `vggish-rt export` sets for itself.
     """
-    if os.environ.get("PYTHONHASHSEED") == "0":
-        return _convert(graph_def)
-    with tempfile.TemporaryDirectory(prefix="vggish-rt-convert-") as tmp:
-        frozen, converted = Path(tmp) / "frozen.pb", Path(tmp) / "model.onnx"
-        frozen.write_bytes(graph_def.SerializeToString())
-        result = subprocess.run([sys.executable, "-m", "vggish_rt.export.convert", str(frozen), str(converted)],
-                                env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True)
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-            raise VggishError(f"tf2onnx conversion failed (exit {result.returncode}): {last}")
-        return onnx.load_from_string(converted.read_bytes())
-
-
-def _convert(graph_def: object) -> onnx.ModelProto:
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     import tf2onnx
 
@@ -93,11 +72,3 @@ def _convert(graph_def: object) -> onnx.ModelProto:
     for value in [*model.graph.input, *model.graph.output]:
         value.type.tensor_type.shape.dim[0].dim_param = "N"
     return model
-
-
-if __name__ == "__main__":  # the child of to_onnx: FROZEN.pb -> MODEL.onnx, under PYTHONHASHSEED=0
-    from vggish_rt.export.tf_compat import tf_v1
-
-    frozen_graph = tf_v1().GraphDef()
-    frozen_graph.ParseFromString(Path(sys.argv[1]).read_bytes())
-    Path(sys.argv[2]).write_bytes(_convert(frozen_graph).SerializeToString())

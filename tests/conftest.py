@@ -22,6 +22,21 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
                           cwd=cwd, env={**os.environ, **(env or {})}, timeout=1800)
 
 
+def run_cli_peak_memory(*args: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the CLI in a fresh process; returns (result, its peak resident memory in MB).
+
+    VmHWM, not ru_maxrss: on Linux ru_maxrss keeps the high-water mark of the
+    process before exec, which here is a fork of this (large) test process.
+    """
+    code = ("import re, sys; from vggish_rt.cli.app import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+            "    print('maxrss_kb', hwm, file=sys.stderr); raise")
+    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=1800)
+    peak = result.stderr.split("maxrss_kb")
+    return result, (int(peak[1].split()[0]) / 1024 if len(peak) > 1 else float("nan"))
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:
     """Exit code ``code``, and stderr's last line is one ``error:`` line holding every fragment."""
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import assert_one_line_error, run_cli, write_tiny_model
+from conftest import assert_one_line_error, run_cli, run_cli_peak_memory, write_tiny_model
 from vggish_rt.engine import Embedder
 from vggish_rt.engine.pipeline import Batch, batches, run_batches
 from vggish_rt.engine.sources import Block
@@ -113,16 +113,9 @@ def test_memory_stays_flat_on_a_large_dat(tiny_model, tmp_path):
     with open(tmp_path / "big.dat", "wb") as f:
         for _ in range(rows // 1000):
             rng.normal(-2, 1.5, (1000, 96, 64)).tofile(f)
-    # VmHWM, not ru_maxrss: on Linux ru_maxrss keeps the high-water mark of the process before exec,
-    # which here is a fork of this (large) test process.
-    code = ("import re, sys; from vggish_rt.cli.app import main\n"
-            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
-            "    hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
-            "    print('maxrss_kb', hwm, file=sys.stderr); raise")
-    result = subprocess.run([sys.executable, "-c", code, "embed", str(tmp_path / "big.dat"), "--model", str(tiny_model),
-                             "--device", "cpu", "--out", str(tmp_path / "e.npy")], capture_output=True, text=True)
+    result, maxrss_mb = run_cli_peak_memory("embed", tmp_path / "big.dat", "--model", tiny_model, "--device", "cpu",
+                                            "--out", tmp_path / "e.npy")
     assert result.returncode == 0, result.stderr
-    maxrss_mb = int(result.stderr.split("maxrss_kb")[1].split()[0]) / 1024
     assert maxrss_mb < 400, f"resident memory reached {maxrss_mb:.0f} MB for a 983 MB input"
     embeddings = np.load(tmp_path / "e.npy", mmap_mode="r")
     assert embeddings.shape == (rows, 128)

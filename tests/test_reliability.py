@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, run_cli, write_tiny_model
+from conftest import assert_one_line_error, run_cli, run_cli_peak_memory, write_tiny_model
 from corpus import bad_input_names, bad_inputs, bad_model_directories, odd_inputs, pickled_pca
 from test_job import spectrogram_dat, wait_for_rows
 
@@ -95,19 +95,14 @@ def test_ten_hours_of_silence_stream_in_flat_memory(tmp_path):
         f.write(wav_bytes(data=b"", declared=samples * 2))
         f.truncate(f.tell() + samples * 2)
     out = tmp_path / "silence.npy"
-    script = (f"import resource, sys; from vggish_rt.cli.app import main\n"
-              f"try:\n    main(['features', {str(path)!r}, '--out', {str(out)!r}])\n"
-              f"except SystemExit as e:\n    code = e.code\n"
-              f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1800)
-    peak_kb, code = result.stdout.split()[-2:]
-    assert code in ("0", "None"), result.stderr
+    result, peak_mb = run_cli_peak_memory("features", path, "--out", out)
+    assert result.returncode == 0, result.stderr
     examples = (samples - 15600) // 15360 + 1
     features = np.load(out, mmap_mode="r")
     assert features.shape == (examples, 96, 64)
     np.testing.assert_allclose(features[-1], np.log(0.01), atol=1e-6)
     np.testing.assert_allclose(features[examples // 2], np.log(0.01), atol=1e-6)
-    assert int(peak_kb) < 300_000, f"peak RSS {int(peak_kb) // 1024} MB"
+    assert peak_mb < 300, f"peak resident memory {peak_mb:.0f} MB"
 
 
 @pytest.mark.parametrize("name", ["no_manifest", "manifest_not_json", "manifest_wrong_format", "manifest_future_version",
