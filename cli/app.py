@@ -6,7 +6,6 @@ with ``error:``; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -24,7 +23,7 @@ from vggish_rt.engine.errors import VggishError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fast, faithful VGGish audio embeddings: export the TF checkpoint to ONNX, "
                        "embed audio or spectrograms on GPUs or CPUs, post-process like the reference.")
-_state: dict = {"debug": False, "argv": []}
+_state = {"debug": False}
 
 ModelOption = Annotated[Optional[Path], typer.Option("--model", help="Model directory (default: $VGGISH_RT_MODEL, else models/vggish).")]
 
@@ -38,20 +37,6 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _pin_hash_seed() -> None:
-    """Re-run this command under PYTHONHASHSEED=0 unless it already is.
-
-    TensorFlow's freezing and tf2onnx's optimizer passes walk Python sets, so
-    node and constant names in the exported files (and so their bytes) follow
-    the string hash seed: two exports of one checkpoint differed without this.
-    """
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "vggish_rt.cli", *_state["argv"]],
-                  {**os.environ, "PYTHONHASHSEED": "0"})
-
-
 @app.command()
 def export(
     checkpoint: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint: the released V1 vggish_model.ckpt, or a V2 prefix.")] = None,
@@ -62,10 +47,8 @@ def export(
 ) -> None:
     """Export a checkpoint to an ONNX model directory, checked against TensorFlow (needs the \\[export] extra).
 
-    Reproducible: the same checkpoint gives byte-identical files (the command
-    runs itself again under PYTHONHASHSEED=0 when it is not set so).
+    Reproducible: the same checkpoint gives byte-identical files.
     """
-    _pin_hash_seed()
     if demo == (checkpoint is not None):
         raise VggishError("give exactly one of --checkpoint CKPT and --demo")
     if demo and pca_params is not None:
@@ -97,7 +80,6 @@ def doctor(model: ModelOption = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning every error into one ``error:`` line."""
     command = typer.main.get_command(app)
-    _state["argv"] = list(argv) if argv is not None else sys.argv[1:]
     try:
         code = command.main(args=argv, prog_name="vggish-rt", standalone_mode=False)
     except VggishError as exc:

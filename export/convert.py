@@ -51,10 +51,8 @@ def to_onnx(graph_def: object) -> onnx.ModelProto:
     input ``features`` float32 [N,96,64], output ``embedding`` float32 [N,128].
 
     tf2onnx spends most of its ~2 minutes (2 cores) copying the 289 MB of
-    weights between protobuf messages in its optimizer passes. Its passes (and
-    TensorFlow's freezing) walk Python sets, so the names it gives folded
-    constants follow the string hash seed: byte-identical exports need
-    PYTHONHASHSEED=0, which `vggish-rt export` sets for itself.
+    weights between protobuf messages in its optimizer passes. Initializers are
+    renamed canonically afterwards (see ``canonical_initializer_names``).
     """
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     import tf2onnx
@@ -71,4 +69,30 @@ def to_onnx(graph_def: object) -> onnx.ModelProto:
     # tf2onnx names the batch dimension unk__N; give it a stable, meaningful name.
     for value in [*model.graph.input, *model.graph.output]:
         value.type.tensor_type.shape.dim[0].dim_param = "N"
+    return canonical_initializer_names(model)
+
+
+def canonical_initializer_names(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Name every initializer after the first node input that reads it: ``<node>/<input number>``.
+
+    tf2onnx numbers folded constants (``const_fold_opt__49``) and, among
+    identical constants (the demo's zero biases), keeps an arbitrary one's name,
+    in an order that changes from run to run; the graph and the values do not.
+    Naming each initializer by where it is first used, and sorting them by
+    name, makes the same checkpoint give the same bytes (tests/test_export.py).
+    """
+    first_use: dict[str, str] = {}
+    for node in model.graph.node:
+        for number, name in enumerate(node.input):
+            first_use.setdefault(name, f"{node.name}/{number}")
+    renames = {t.name: first_use[t.name] for t in model.graph.initializer if t.name in first_use}
+    for tensor in model.graph.initializer:
+        tensor.name = renames.get(tensor.name, tensor.name)
+    for node in model.graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+    for value in [*model.graph.input, *model.graph.value_info]:
+        value.name = renames.get(value.name, value.name)
+    ordered = sorted(model.graph.initializer, key=lambda tensor: tensor.name)  # and in one order
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(ordered)
     return model

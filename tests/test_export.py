@@ -192,7 +192,7 @@ def test_int8_model_holds_its_accuracy_on_real_recordings(demo_model):
 def test_export_is_reproducible_byte_for_byte(demo_model, tmp_path):
     """Exporting the same checkpoint twice gives identical files, manifest included.
 
-    The command pins PYTHONHASHSEED=0 for itself, so the caller's seed must not matter.
+    tf2onnx's constant names vary from run to run; the exporter renames them canonically.
     """
     env = {**os.environ, "PYTHONHASHSEED": "random"}
     result = subprocess.run([sys.executable, "-m", "vggish_rt.cli", "export", "--demo", "--out", str(tmp_path / "again")],
