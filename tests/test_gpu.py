@@ -102,7 +102,7 @@ def test_resume_on_cuda_gives_identical_bytes(gpu_model, tmp_path):
     out = tmp_path / "resumed.npy"
     process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_rows(tmp_path / "resumed.npy.partial", 1000)
+    wait_for_rows(tmp_path / "resumed.npy.partial", 1000, process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     resumed = run_cli(*args, "--out", out, "--resume")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import signal
@@ -62,16 +63,21 @@ def test_batches_have_fixed_size_and_never_mix_kinds():
     assert made[2].sources == ["s0", "s0", "s1", "s1"] and made[2].position == {"source": 1, "example": 2, "report": {}}
 
 
-def wait_for_rows(store: Path, rows: int, timeout: float = 120) -> None:
+def wait_for_rows(store: Path, rows: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Return once the job ``process`` has committed at least ``rows`` rows to ``store``.
+
+    Fails at once if the job ends first: a kill point the job can outrun makes a useless test.
+    """
     journal = store / "journal.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            import json
             if json.loads(journal.read_text())["rows"] >= rows:
                 return
         except (OSError, ValueError, KeyError):
             pass
+        if process.poll() is not None:
+            raise AssertionError(f"the job ended (exit code {process.returncode}) before committing {rows} rows")
         time.sleep(0.02)
     raise AssertionError(f"the job never committed {rows} rows")
 
@@ -88,7 +94,7 @@ def test_resume_after_kill_9_gives_identical_bytes(demo_model, tmp_path, suffix)
         process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out),
                                     *(["--resume"] if kill_at == 160 else [])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_rows(out.with_name(out.name + ".partial"), kill_at)
+        wait_for_rows(out.with_name(out.name + ".partial"), kill_at, process)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         assert not out.exists()

@@ -127,20 +127,24 @@ def test_pickled_pca_file_is_refused(demo_model, tmp_path):
     assert not (tmp_path / "out.npy").exists()
 
 
-def test_kill_9_at_random_points_then_resume_is_byte_identical(tiny_model, tmp_path):
-    """Four kills at seeded random row counts (printed on failure), each followed by --resume."""
-    spectrogram_dat(tmp_path / "spec.dat", 2000)
-    args = ["embed", tmp_path / "spec.dat", "--model", tiny_model, "--device", "cpu", "--batch-size", "16",
+def test_kill_9_at_random_points_then_resume_is_byte_identical(demo_model, tmp_path):
+    """Four kills at seeded random row counts (printed on failure), each followed by --resume.
+
+    The real network (about 90 examples/s on 2 cores) and kill points at least 100 rows before
+    the end: the tiny model finished 2,000 rows between two polls of the journal.
+    """
+    spectrogram_dat(tmp_path / "spec.dat", 1200)
+    args = ["embed", tmp_path / "spec.dat", "--model", demo_model, "--device", "cpu", "--batch-size", "16",
             "--commit-every", "0.01"]
     reference = run_cli(*args, "--out", tmp_path / "ref.npy")
     assert reference.returncode == 0, reference.stderr
-    points = sorted(random.Random(20261121).sample(range(0, 1990, 16), 4))
+    points = sorted(random.Random(20261121).sample(range(0, 1100, 16), 4))
     out = tmp_path / "resumed.npy"
     for number, kill_at in enumerate(points):
         process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out),
                                     *(["--resume"] if number else [])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for_rows(out.with_name(out.name + ".partial"), kill_at)
+        wait_for_rows(out.with_name(out.name + ".partial"), kill_at, process)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         assert not out.exists(), f"output appeared before the job finished (kill at row {kill_at})"
@@ -149,7 +153,7 @@ def test_kill_9_at_random_points_then_resume_is_byte_identical(tiny_model, tmp_p
     assert out.read_bytes() == (tmp_path / "ref.npy").read_bytes(), points
     index = Path(f"{out}.index.csv").read_text().splitlines()
     assert index == Path(f"{tmp_path / 'ref.npy'}.index.csv").read_text().splitlines()
-    assert len(index) - 1 == len(set(index[1:])) == 2000, "rows embedded twice or skipped"
+    assert len(index) - 1 == len(set(index[1:])) == 1200, "rows embedded twice or skipped"
 
 
 def test_out_of_memory_halves_the_batch_and_the_job_goes_on(tiny_model, monkeypatch, capsys):
