@@ -6,7 +6,9 @@ binding); every batch has that same shape (a short tail batch is zero-padded
 and its padding rows dropped from the output), so cuDNN's exhaustive algorithm
 search runs once, not once per new shape. A full float32 batch is copied to the
 device straight from its own memory; a tail batch or another dtype goes
-through a reused float32 staging array.
+through a reused float32 staging array. Copies go through engine.cudart,
+which releases the GIL while they run, so the sessions of several GPUs copy
+at the same time (onnxruntime's own OrtValue copies hold the GIL).
 
 Out of memory at the batch size (onnxruntime's allocation failures, CUDA's,
 cuDNN's and cuBLAS's), the runner halves its batch size, rebinds, tells
@@ -21,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vggish_rt.engine import params
+from vggish_rt.engine import cudart, params
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.session import create_session, onnxruntime
 
@@ -66,6 +68,7 @@ class Runner:
         ort = onnxruntime()
         shape = [self.batch_size, *self.row_shape]
         self._staging = np.zeros(shape, np.float32)
+        self._host_output = np.empty((self.batch_size, params.EMBEDDING_SIZE), np.float32)
         self._input = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cuda", self.device_id)
         self._output = ort.OrtValue.ortvalue_from_shape_and_type([self.batch_size, params.EMBEDDING_SIZE],
                                                                  np.float32, "cuda", self.device_id)
@@ -99,10 +102,21 @@ class Runner:
         if self.kind == "cpu":
             return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
         if n == self.batch_size and batch.dtype == np.float32 and batch.flags.c_contiguous:
-            self._input.update_inplace(batch)  # a full batch goes straight from its own memory
+            host = batch  # a full batch goes straight from its own memory
         else:
             self._staging[:n] = batch
             self._staging[n:] = 0.0
-            self._input.update_inplace(self._staging)
+            host = self._staging
+        self._to_device(host)
         self.session.run_with_iobinding(self._binding)
-        return self._output.numpy()[:n].copy()
+        return self._to_host()[:n].copy()
+
+    def _to_device(self, host: np.ndarray) -> None:
+        """float32 [batch_size, *row_shape] host rows -> the bound input buffer (GIL released)."""
+        cudart.copy(self._input.data_ptr(), host.ctypes.data, host.nbytes, cudart.HOST_TO_DEVICE, self.device_id)
+
+    def _to_host(self) -> np.ndarray:
+        """The bound output buffer -> float32 [batch_size, 128] in host memory (reused; GIL released)."""
+        cudart.copy(self._host_output.ctypes.data, self._output.data_ptr(), self._host_output.nbytes,
+                    cudart.DEVICE_TO_HOST, self.device_id)
+        return self._host_output

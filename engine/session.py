@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
+from vggish_rt.engine import cudart
 from vggish_rt.engine.errors import VggishError
 
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
@@ -48,19 +49,7 @@ def cuda_device_count() -> int:
     """GPUs visible to onnxruntime-gpu (0 without it or without a driver)."""
     if CUDA not in onnxruntime().get_available_providers():
         return 0
-    try:
-        import ctypes
-
-        count = ctypes.c_int(0)
-        for name in ("libcudart.so.13", "libcudart.so.12", "libcudart.so"):
-            try:
-                lib = ctypes.CDLL(name)
-            except OSError:
-                continue
-            return count.value if lib.cudaGetDeviceCount(ctypes.byref(count)) == 0 else 0
-    except Exception:  # noqa: BLE001 - no runtime library: no usable GPU
-        return 0
-    return 0
+    return cudart.device_count()
 
 
 def resolve_placement(device: str, device_ids: list[int] | None = None) -> Placement:

@@ -1,0 +1,67 @@
+"""The CUDA runtime through ctypes: counting GPUs, and host <-> device copies that release the GIL.
+
+onnxruntime's Python ``OrtValue.update_inplace`` and ``OrtValue.numpy`` copy
+between host and device while holding the GIL (its binding has no
+``gil_scoped_release``): with one thread per GPU session, every GPU's copies
+then run one at a time, and a float32 batch of 1024 examples is 25 MB. A
+ctypes call releases the GIL for its whole length, so :func:`copy` lets the
+threads of different GPUs copy at the same time.
+
+Each copy runs on the calling thread's own default stream
+(``cudaStreamPerThread``, which does not wait for onnxruntime's streams) and
+is synchronised before returning, so the data is on the device (or the host)
+when it returns. The library is the process's libcudart, the one onnxruntime
+itself loaded (``onnxruntime.preload_dlls`` or the system's).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+from vggish_rt.engine.errors import VggishError
+
+HOST_TO_DEVICE, DEVICE_TO_HOST = 1, 2          # cudaMemcpyKind
+_PER_THREAD_STREAM = ctypes.c_void_p(2)         # cudaStreamPerThread
+_NAMES = ("libcudart.so.13", "libcudart.so.12", "libcudart.so")
+
+
+@functools.lru_cache(maxsize=None)
+def runtime() -> ctypes.CDLL | None:
+    """The CUDA runtime library, or None where there is none."""
+    for name in _NAMES:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        lib.cudaMemcpyAsync.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                        ctypes.c_void_p]
+        lib.cudaStreamSynchronize.argtypes = [ctypes.c_void_p]
+        lib.cudaSetDevice.argtypes = [ctypes.c_int]
+        lib.cudaGetDeviceCount.argtypes = [ctypes.POINTER(ctypes.c_int)]
+        lib.cudaGetErrorString.restype = ctypes.c_char_p
+        return lib
+    return None
+
+
+def device_count() -> int:
+    """CUDA devices the runtime sees (0 without a runtime library or a driver)."""
+    lib = runtime()
+    count = ctypes.c_int(0)
+    return count.value if lib is not None and lib.cudaGetDeviceCount(ctypes.byref(count)) == 0 else 0
+
+
+def _check(lib: ctypes.CDLL, status: int, what: str) -> None:
+    if status != 0:
+        raise VggishError(f"CUDA {what} failed: {lib.cudaGetErrorString(status).decode()}")
+
+
+def copy(destination: int, source: int, nbytes: int, kind: int, device_id: int) -> None:
+    """Copy ``nbytes`` from address ``source`` to ``destination`` (``kind``: HOST_TO_DEVICE or
+    DEVICE_TO_HOST) for device ``device_id``; returns when the copy is complete. Releases the GIL."""
+    lib = runtime()
+    if lib is None:
+        raise VggishError("the CUDA runtime library (libcudart) is not loaded")
+    _check(lib, lib.cudaSetDevice(device_id), "cudaSetDevice")
+    _check(lib, lib.cudaMemcpyAsync(destination, source, nbytes, kind, _PER_THREAD_STREAM), "cudaMemcpyAsync")
+    _check(lib, lib.cudaStreamSynchronize(_PER_THREAD_STREAM), "cudaStreamSynchronize")
+
