@@ -167,6 +167,8 @@ def _serialize(model: onnx.ModelProto, info: dict[str, Any], precision: str, kin
     stamped.producer_name, stamped.producer_version = "vggish-rt", _version("vggish-rt")
     description, inputs, outputs = _KINDS[kind]
     metadata = {
+        "producer": stamped.producer_name,  # also in metadata_props, for readers that see only the map
+        "producer_version": stamped.producer_version,
         "description": description,
         "inputs": inputs,
         "outputs": outputs,

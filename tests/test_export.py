@@ -114,8 +114,15 @@ def test_demo_model_is_labelled_and_has_sane_activations(demo_model):
 
     manifest = json.loads((demo_model / "manifest.json").read_text())
     assert manifest["pretrained"] is False and manifest["demo"] is True
-    props = {p.key: p.value for p in onnx.load(str(demo_model / "vggish.onnx"), load_external_data=False).metadata_props}
-    assert props["pretrained"] == "false"
+    for model_file in sorted(demo_model.glob("*.onnx")):  # every file describes itself (issue 9)
+        model = onnx.load(str(model_file), load_external_data=False)
+        props = {p.key: p.value for p in model.metadata_props}
+        assert props["pretrained"] == "false", model_file.name
+        assert props["source_checkpoint_sha256"] == manifest["source_checkpoint"]["sha256"], model_file.name
+        assert (props["producer"], props["producer_version"]) == (model.producer_name, model.producer_version) \
+            == ("vggish-rt", manifest["tools"]["vggish-rt"]), model_file.name
+        assert props["output_activation"] == "none (pre-activation)" and props["frontend.sample_rate_hz"] == "16000"
+        assert props["inputs"].startswith(model.graph.input[0].name) and props["outputs"].startswith(model.graph.output[0].name)
     clips = demo_audio(seed=5, clips=12, seconds=3.0)
     examples = np.concatenate([log_mel_examples(cut_windows(c)) for c in clips])
     embeddings = cpu_session(demo_model / "vggish.onnx").run(None, {"features": examples})[0]
