@@ -64,4 +64,3 @@ def copy(destination: int, source: int, nbytes: int, kind: int, device_id: int) 
     _check(lib, lib.cudaSetDevice(device_id), "cudaSetDevice")
     _check(lib, lib.cudaMemcpyAsync(destination, source, nbytes, kind, _PER_THREAD_STREAM), "cudaMemcpyAsync")
     _check(lib, lib.cudaStreamSynchronize(_PER_THREAD_STREAM), "cudaStreamSynchronize")
-

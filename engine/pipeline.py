@@ -12,9 +12,10 @@ The caller receives each batch with its embeddings strictly in sequence.
 Threads, not processes, one per session (two per GPU), decided by
 measurement on two H200s (docs/benchmarks.md): onnxruntime releases the GIL in
 ``run`` and the runner's copies (engine.cudart) release it too; threads reached
-1.84x-1.89x one GPU (1.70x-1.77x while the copies held the GIL); worker processes fed from this
-one producer through shared memory were slower (152,580 against 174,579
-examples/s in fp32), since every batch then costs one more copy. Only fully
+1.84x-1.89x one GPU (1.70x-1.77x while the copies held the GIL); worker
+processes fed from this one producer through shared memory were slower
+(152,580 against 174,579 examples/s in fp32), since every batch then costs
+one more copy. Only fully
 independent processes, each reading its own input, scaled 2x; that is a job
 sharded by input, not a different pipeline. Sessions are created one after
 another in the calling thread before the workers start (session creation holds
