@@ -6,7 +6,9 @@
 2. Rates (examples/s, medians) of one batch of log-mel examples of generated
    audio, the settings in turn, ``--rounds`` times over: a plain session, the
    same with denormals flushed to zero (as TensorFlow's threads do), with its
-   intra-op thread pinned, and the engine (Embedder) with its defaults.
+   intra-op thread pinned, and the engine (Embedder) with its defaults; then
+   the engine on 8 batches, with one session of 2 threads (its default) and
+   with 2 sessions of 1 thread, each taking whole batches.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cpu_vs_tf import rate
+from cpu_vs_tf import demo_examples, rate
 
 
 def main() -> None:
@@ -28,14 +30,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     arguments = parser.parse_args()
     from vggish_rt.engine import Embedder
-    from vggish_rt.engine.frontend import log_mel_examples
     from vggish_rt.engine.session import onnxruntime
-    from vggish_rt.engine.windows import cut_windows
-    from vggish_rt.export.demo import demo_audio
 
     ort = onnxruntime()
-    clips = demo_audio(seed=7, clips=arguments.batch, seconds=1.0)
-    x = np.concatenate([log_mel_examples(cut_windows(c, pad_short=True)) for c in clips])[: arguments.batch]
+    x = demo_examples(arguments.batch)
     model = (arguments.model / "vggish.onnx").read_bytes()
 
     def session(profile: bool = False, **config: str):
@@ -66,6 +64,13 @@ def main() -> None:
     for round_number in range(arguments.rounds):
         print(round_number, "  ".join(f"{name}: {rate(run, arguments.batch, arguments.seconds):.1f}"
                                       for name, run in runs.items()), flush=True)
+    batches = np.concatenate([x] * 8)
+    engines = {"engine, 1 session x 2 threads": embedder,
+               "engine, 2 sessions x 1 thread": Embedder(arguments.model, device="cpu", batch_size=arguments.batch,
+                                                         sessions_per_device=2, threads=1)}
+    for round_number in range(arguments.rounds):
+        print(round_number, "  ".join(f"{name}: {rate(lambda e=e: e.embed_examples(batches), len(batches), arguments.seconds):.1f}"
+                                      for name, e in engines.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,16 @@ def rate(fn, batch: int, seconds: float) -> float:
     return batch / statistics.median(times)
 
 
+def demo_examples(batch: int) -> np.ndarray:
+    """float32 [batch, 96, 64]: log-mel examples of generated audio (export.demo.demo_audio), one per clip."""
+    from vggish_rt.engine.frontend import log_mel_examples
+    from vggish_rt.engine.windows import cut_windows
+    from vggish_rt.export.demo import demo_audio
+
+    clips = demo_audio(seed=7, clips=batch, seconds=1.0)
+    return np.concatenate([log_mel_examples(cut_windows(c, pad_short=True)) for c in clips])[:batch]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, default=Path("models/vggish"))
@@ -41,12 +51,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--precision", default="fp32,int8", help="comma-separated: fp32, fp16, int8")
     arguments = parser.parse_args()
-    from vggish_rt.engine.frontend import log_mel_examples
-    from vggish_rt.engine.windows import cut_windows
-    from vggish_rt.export.demo import demo_audio
-
-    clips = demo_audio(seed=7, clips=arguments.batch, seconds=1.0)
-    x = np.concatenate([log_mel_examples(cut_windows(c, pad_short=True)) for c in clips])[: arguments.batch]
+    x = demo_examples(arguments.batch)
 
     from vggish_rt.export.checkpoint import write_checkpoint
     from vggish_rt.export.demo import demo_variables
