@@ -51,7 +51,7 @@ def check_output(out: Path, formats: tuple[str, ...] = FORMATS) -> None:
         raise VggishError(f"--out {out}: directory {out.parent} does not exist")
 
 
-Chunks = Iterator[tuple[np.ndarray, list[list[str]]]]
+Chunks = Iterator[tuple[np.ndarray, "pa.Table"]]  # (values [k, ...], index fields as strings [k]; store.read_rows)
 
 
 def finish(store: PartialStore, metadata_columns: list[str] | None = None, pooled: bool = False,
@@ -72,8 +72,8 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
 
     def chunks() -> Chunks:
         stream = _pool(store.read_rows(rows_per_chunk)) if pooled else store.read_rows(rows_per_chunk)
-        for values, lines in stream:
-            yield (postprocessor.postprocess(values) if postprocessor is not None else values), lines
+        for values, index in stream:
+            yield (postprocessor.postprocess(values) if postprocessor is not None else values), index
 
     temporary = out.with_name(f".{out.name}.tmp")
     index_temporary = out.with_name(f".{out.name}.index.tmp")
@@ -107,49 +107,72 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
         index_temporary.unlink(missing_ok=True)
 
 
-def _by_source(chunks: Chunks) -> Iterator[tuple[list[list[str]], np.ndarray]]:
-    """(index lines, values [n,...]) for each run of contiguous rows of one source."""
-    lines_run: list[list[str]] = []
-    values_run: list[np.ndarray] = []
-    for values, lines in chunks:
-        for row, line in zip(values, lines):
-            if lines_run and line[0] != lines_run[0][0]:
-                yield lines_run, np.stack(values_run)
-                lines_run, values_run = [], []
-            lines_run.append(line)
-            values_run.append(row)
-    if lines_run:
-        yield lines_run, np.stack(values_run)
+def _by_source(chunks: Chunks) -> Iterator[tuple["pa.Table", np.ndarray]]:
+    """(index [n], values [n,...]) for each run of contiguous rows of one source."""
+    import pyarrow as pa
+
+    held_index: list[pa.Table] = []
+    held_values: list[np.ndarray] = []
+    for values, index in chunks:
+        sources = index.column(0).to_numpy(zero_copy_only=False)
+        cuts = [0, *(np.flatnonzero(sources[1:] != sources[:-1]) + 1).tolist(), len(sources)]
+        if held_index and len(sources) and sources[0] != held_index[0].column(0)[0].as_py():
+            yield pa.concat_tables(held_index), np.concatenate(held_values)
+            held_index, held_values = [], []
+        for a, z in zip(cuts[:-1], cuts[1:]):
+            if z == len(sources):  # the last run may go on in the next chunk
+                held_index.append(index.slice(a, z - a))
+                held_values.append(values[a:z])
+            elif held_index:
+                held_index.append(index.slice(a, z - a))
+                held_values.append(values[a:z])
+                yield pa.concat_tables(held_index), np.concatenate(held_values)
+                held_index, held_values = [], []
+            else:
+                yield index.slice(a, z - a), values[a:z]
+    if held_index:
+        yield pa.concat_tables(held_index), np.concatenate(held_values)
 
 
 def _per_source(chunks: Chunks) -> Iterator[tuple[str, float, float, np.ndarray]]:
     """(source, first start_s, last end_s, values [n,...]) for each source."""
-    for lines, values in _by_source(chunks):
-        yield lines[0][0], float(lines[0][2] or 0.0), float(lines[-1][3] or 0.0), values
+    for index, values in _by_source(chunks):
+        yield index.column(0)[0].as_py(), float(index.column(2)[0].as_py() or 0.0), \
+            float(index.column(3)[-1].as_py() or 0.0), values
 
 
 def _count_sources(store: PartialStore) -> int:
-    with open(store.path / "index.csv", encoding="utf-8", newline="") as f:
-        count, previous = 0, None
-        for line in csv.reader(f):
-            count += line[0] != previous
-            previous = line[0]
+    count, previous = 0, None
+    for index in store.read_index(CHUNK):
+        sources = index.column(0).to_numpy(zero_copy_only=False)
+        count += int(np.count_nonzero(sources[1:] != sources[:-1])) + (sources[0] != previous)
+        previous = sources[-1]
     return count
 
 
 def _pool(chunks: Chunks) -> Chunks:
-    """Mean of each source's rows (float64 sums), one row a source: example 0, first start, last end;
-    regrouped into chunks of up to CHUNK pooled rows."""
+    """Mean of each source's rows (float64 sums), one row a source: example 0, first start, last end, the
+    first row's metadata; regrouped into chunks of up to CHUNK pooled rows."""
     out_values: list[np.ndarray] = []
     out_lines: list[list[str]] = []
-    for lines, values in _by_source(chunks):
+    for index, values in _by_source(chunks):
+        first, last = index.slice(0, 1).to_pylist()[0], index.column(3)[-1].as_py()
+        fields = list(first.values())
         out_values.append(values.astype(np.float64).mean(axis=0))
-        out_lines.append([lines[0][0], "0", lines[0][2], lines[-1][3], *lines[0][4:]])
+        out_lines.append([fields[0], "0", fields[2], last, *fields[4:]])
         if len(out_values) == CHUNK:
-            yield np.asarray(out_values, np.float32), out_lines
+            yield np.asarray(out_values, np.float32), lines_table(out_lines, index.num_columns)
             out_values, out_lines = [], []
     if out_values:
-        yield np.asarray(out_values, np.float32), out_lines
+        yield np.asarray(out_values, np.float32), lines_table(out_lines, len(out_lines[0]))
+
+
+def lines_table(lines: list[list[str]], width: int) -> "pa.Table":
+    """Index lines (lists of ``width`` strings, one list a row, as store.index_lines makes) as an Arrow table
+    of strings, laid out as store.read_rows gives them."""
+    import pyarrow as pa
+
+    return pa.table({f"f{i}": pa.array([line[i] for line in lines], pa.string()) for i in range(width)})
 
 
 def _csv_line(fields: list[str]) -> str:
@@ -159,9 +182,10 @@ def _csv_line(fields: list[str]) -> str:
 
 
 def _index_as_written(chunks: Chunks, index: BinaryIO) -> Iterator[np.ndarray]:
-    """The chunks' values, writing each chunk's index lines to ``index`` on the way."""
-    for values, lines in chunks:
-        index.write("".join(_csv_line(line) for line in lines).encode())
+    """The chunks' values, writing each chunk's index lines to ``index`` on the way (as the csv module writes
+    them, like the store's own index lines)."""
+    for values, table in chunks:
+        index.write("".join(_csv_line(list(row.values())) for row in table.to_pylist()).encode())
         yield values
 
 
@@ -175,37 +199,43 @@ def _write_binary(values: Iterator[np.ndarray], path: Path, dtype: np.dtype, sha
             np.ascontiguousarray(chunk, dtype).tofile(f)
 
 
-def _leading(lines: list[list[str]], metadata_columns: list[str]) -> list[list[str]]:
-    """The CSV/Parquet leading fields: the metadata columns when given (the seed's layout), else the index."""
+def _leading(index: "pa.Table", metadata_columns: list[str]) -> "pa.Table":
+    """The CSV/Parquet leading columns: the metadata columns when given (the seed's layout), else the index's
+    (source and example typed, start_s/end_s float64 or null for spectrograms)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     width = len(INDEX_COLUMNS)
-    return [line[width:] for line in lines] if metadata_columns else [line[:width] for line in lines]
+    if metadata_columns:
+        return pa.table(index.columns[width:], names=metadata_columns)
+    columns = {"source": index.column(0), "example": pc.cast(index.column(1), pa.int64())}
+    for i, name in ((2, "start_s"), (3, "end_s")):
+        text = index.column(i)
+        columns[name] = pc.cast(pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text), pa.float64())
+    return pa.table(columns)
+
+
+def parquet_table(values: np.ndarray, index: "pa.Table", metadata_columns: list[str]) -> "pa.Table":
+    """The output table: the leading columns (see :func:`_leading`), then ``e0``..``e127`` of ``values``'s dtype."""
+    import pyarrow as pa
+
+    leading = _leading(index, metadata_columns)
+    columns = np.ascontiguousarray(values.T)
+    return pa.table([*leading.columns, *(pa.array(column) for column in columns)],
+                    names=[*leading.column_names, *EMBEDDING_COLUMNS])
 
 
 def _write_csv(chunks: Chunks, path: Path, metadata_columns: list[str]) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow([*(metadata_columns or INDEX_COLUMNS), *EMBEDDING_COLUMNS])
-        for values, lines in chunks:
-            text = values.astype(str).tolist()  # shortest round-trip text: float32 stays float32-exact
-            writer.writerows(lead + row for lead, row in zip(_leading(lines, metadata_columns), text))
+    """The leading columns then e0..e127, written column-wise by Arrow: floats in their shortest round-trip text
+    (float32 stays float32-exact), strings quoted."""
+    import pyarrow.csv as pacsv
 
-
-def parquet_table(values: np.ndarray, lines: list[list[str]], metadata_columns: list[str]) -> "pa.Table":
-    import pyarrow as pa
-
-    leading = _leading(lines, metadata_columns)
-    columns: dict[str, pa.Array] = {}
-    if metadata_columns:
-        for j, name in enumerate(metadata_columns):
-            columns[name] = pa.array([row[j] for row in leading], pa.string())
-    else:
-        columns["source"] = pa.array([row[0] for row in leading], pa.string())
-        columns["example"] = pa.array([int(row[1]) for row in leading], pa.int64())
-        for j, name in ((2, "start_s"), (3, "end_s")):
-            columns[name] = pa.array([float(row[j]) if row[j] else None for row in leading], pa.float64())
-    for i, name in enumerate(EMBEDDING_COLUMNS):
-        columns[name] = pa.array(values[:, i])
-    return pa.table(columns)
+    with open(path, "wb") as f:
+        f.write(_csv_line([*(metadata_columns or INDEX_COLUMNS), *EMBEDDING_COLUMNS]).encode())
+        options = pacsv.WriteOptions(include_header=False)
+        for values, index in chunks:
+            table = parquet_table(values, index, metadata_columns)
+            pacsv.write_csv(table.rename_columns([f"c{i}" for i in range(table.num_columns)]), f, options)
 
 
 def _write_parquet(chunks: Chunks, path: Path, metadata_columns: list[str], empty_shape: tuple[int, ...],
@@ -215,12 +245,13 @@ def _write_parquet(chunks: Chunks, path: Path, metadata_columns: list[str], empt
 
     writer = None
     try:
-        for values, lines in chunks:
-            table = parquet_table(values, lines, metadata_columns)
+        for values, index in chunks:
+            table = parquet_table(values, index, metadata_columns)
             writer = writer or pq.ParquetWriter(path, table.schema)
             writer.write_table(table)
         if writer is None:
-            pq.write_table(parquet_table(np.empty(empty_shape, dtype), [], metadata_columns), path)
+            no_rows = lines_table([], len(INDEX_COLUMNS) + len(metadata_columns))
+            pq.write_table(parquet_table(np.empty(empty_shape, dtype), no_rows, metadata_columns), path)
     finally:
         if writer is not None:
             writer.close()

@@ -34,7 +34,7 @@ import numpy as np
 from vggish_rt.engine import params
 from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import VggishError
-from vggish_rt.engine.formats import parquet_table
+from vggish_rt.engine.formats import lines_table, parquet_table
 from vggish_rt.engine.inputs import is_spectrogram
 from vggish_rt.engine.job import JobReport
 from vggish_rt.engine.postprocess import Postprocessor
@@ -189,7 +189,7 @@ def _write(batches: Iterator[dict[str, np.ndarray]], directory: Path, postproces
                 values = postprocessor.postprocess(rows.values) if postprocessor is not None else rows.values
                 lines = index_lines(rows)
                 index.writerows(lines)
-                table = parquet_table(values, lines, [])
+                table = parquet_table(values, lines_table(lines, len(INDEX_COLUMNS)), [])
                 if writer is None:
                     writer = pq.ParquetWriter(directory / f"part-{shard:05d}.parquet", table.schema)
                 writer.write_table(table)

@@ -27,11 +27,14 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from vggish_rt.engine.errors import VggishError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 INDEX_COLUMNS = ["source", "example", "start_s", "end_s"]
 JOURNAL_VERSION = 1
@@ -64,6 +67,35 @@ def index_lines(rows: Rows) -> list[list[str]]:
     metadata = rows.metadata or [[]] * len(rows)
     return [[source, str(example), *time, *fields]
             for source, example, time, fields in zip(rows.source, rows.example.tolist(), times, metadata)]
+
+
+def _read_index(path: Path, chunk: int) -> Iterator["pa.Table"]:
+    """index.csv (no header) as Arrow tables of exactly ``chunk`` lines (the last one shorter), every field a
+    string (empty fields stay empty strings); quoted fields, commas and newlines in them as the csv module wrote."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if path.stat().st_size == 0:
+        return
+    with open(path, encoding="utf-8", newline="") as f:  # the first line gives the number of fields
+        width = len(next(csv.reader(f)))
+    names = [f"f{i}" for i in range(width)]
+    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(column_names=names, block_size=4 * 2**20),
+                            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in reader:
+        pending.append(batch)
+        held += len(batch)
+        while held >= chunk:
+            table = pa.Table.from_batches(pending).combine_chunks()
+            yield table.slice(0, chunk)
+            rest = table.slice(chunk)
+            pending, held = rest.to_batches(), len(rest)
+    if held:
+        yield pa.Table.from_batches(pending, reader.schema).combine_chunks()
 
 
 def store_path(out: Path) -> Path:
@@ -166,12 +198,23 @@ class PartialStore:
                     raise VggishError(f"{self.path / 'rows.bin'}: shorter than its journal says; the store is damaged")
                 yield rows.reshape(count, *self.row_shape)
 
-    def read_rows(self, chunk: int) -> Iterator[tuple[np.ndarray, list[list[str]]]]:
-        """Yield (values [k, *row_shape], index lines [k]) from the committed store, ``chunk`` rows at a time."""
-        with open(self.path / "index.csv", encoding="utf-8", newline="") as f:
-            reader = csv.reader(f)
-            for values in self.read_values(chunk):
-                yield values, [next(reader) for _ in range(len(values))]
+    def read_index(self, chunk: int) -> Iterator["pa.Table"]:
+        """The committed index lines as Arrow tables of ``chunk`` rows (see :meth:`read_rows`)."""
+        return _read_index(self.path / "index.csv", chunk)
+
+    def read_rows(self, chunk: int) -> Iterator[tuple[np.ndarray, "pa.Table"]]:
+        """Yield (values [k, *row_shape], index [k]) from the committed store, ``chunk`` rows at a time.
+
+        The index is an Arrow table of strings, one column a field of index.csv
+        (source, example, start_s, end_s, then the metadata columns), parsed by
+        Arrow's CSV reader: no per-row Python.
+        """
+        index = self.read_index(chunk)
+        for values in self.read_values(chunk):
+            table = next(index, None)
+            if table is None or len(table) != len(values):
+                raise VggishError(f"{self.path / 'index.csv'}: fewer lines than rows; the store is damaged")
+            yield values, table
 
     def copy_index(self, target: BinaryIO) -> None:
         """Append the committed index lines (CSV, no header) to ``target`` as they are stored."""

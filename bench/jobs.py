@@ -1,0 +1,220 @@
+"""The job benchmark: the CLI a user runs, on the corpora of issue 14, beside the engine's ceiling.
+
+    python bench/jobs.py [--model DIR | --null] [--gpus 1,2] [--scale 1.0] [--jobs wav16,wav48,seed,npy]
+                         [--precision fp16] [--work /tmp/jobs] [--out jobs.json]
+
+Corpora, made once under ``--work`` (``--scale`` shrinks every count):
+
+- ``wav48``: 10,000 WAV files of 40 s at 48 kHz, 16-bit (410,000 examples);
+  20 distinct recordings, the rest hard links to them;
+- ``wav16``: the same at 16 kHz (no resampling);
+- ``seed``: the seed notebook's job: 105,835 float64 spectrograms in one raw
+  ``.dat`` with its metadata CSV (``wavfile_df.csv``'s layout), to ``.csv``;
+- ``npy``: 300,000 float32 log-mel examples in one ``.npy``, to ``.npy``.
+
+Each job is the command ``vggish-rt embed ... --out ...`` in a fresh process,
+timed by wall clock, start-up (imports, sessions, cuDNN's algorithm search)
+included; ``start_up_s`` is the wall time of the same command on a one-input
+corpus of the same kind, and ``steady_examples_per_s`` the rate with it
+subtracted. The engine's ceiling comes from ``vggish-rt bench`` (host arrays
+in and out; ``--input examples`` and ``--input windows``) in the same run.
+
+``--null``: a model directory whose network costs nothing (the first 128
+values of each input row), for profiling the data path on a machine with no
+GPU: what it measures is everything but the network. Its manifest says
+``"pretrained": false``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from vggish_rt.engine import params
+from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameters, sha256_bytes, write_manifest
+
+DISTINCT_RECORDINGS = 20
+FULL = {"wav48": 10_000, "wav16": 10_000, "seed": 105_835, "npy": 300_000}
+EXAMPLES_PER_FILE = 41  # 40 s of audio at the reference's hop
+
+
+def write_null_model(directory: Path) -> Path:
+    """A model directory whose networks cost nothing: ``features`` [N,96,64] or ``waveform`` [N,15600]
+    -> the first 128 values of each row, as ``embedding`` float32 [N,128]; every precision's file name."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def model(input_name: str, row_shape: list[int]) -> bytes:
+        nodes = [helper.make_node("Reshape", [input_name, "flat_shape"], ["flat"]),
+                 helper.make_node("Slice", ["flat", "starts", "ends", "axes"], [params.ONNX_EMBEDDING])]
+        constants = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+                     (("flat_shape", [-1, int(np.prod(row_shape))]), ("starts", [0]),
+                      ("ends", [params.EMBEDDING_SIZE]), ("axes", [1]))]
+        graph = helper.make_graph(
+            nodes, "null", [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", *row_shape])],
+            [helper.make_tensor_value_info(params.ONNX_EMBEDDING, TensorProto.FLOAT, ["N", params.EMBEDDING_SIZE])],
+            constants)
+        onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        onnx_model.ir_version = 8
+        return onnx_model.SerializeToString()
+
+    directory.mkdir(parents=True, exist_ok=True)
+    examples = model(params.ONNX_FEATURES, [params.NUM_FRAMES, params.NUM_BANDS])
+    windows = model(params.ONNX_WAVEFORM, [params.EXAMPLE_SAMPLES])
+    files = {}
+    for names, data in ((("vggish.onnx", "vggish.fp16.onnx", "vggish.int8.onnx"), examples),
+                        (("vggish.e2e.onnx", "vggish.e2e.fp16.onnx", "vggish.e2e.int8.onnx"), windows)):
+        for name in names:
+            (directory / name).write_bytes(data)
+            files[name] = {"sha256": sha256_bytes(data), "bytes": len(data)}
+    write_manifest(directory, {"format": FORMAT, "format_version": FORMAT_VERSION, "pretrained": False,
+                               "note": "null network for bench/jobs.py --null: costs nothing, means nothing",
+                               "frontend": frontend_parameters(), "files": files})
+    return directory
+
+
+def _audio_corpus(directory: Path, rate: int, files: int) -> Path:
+    """``files`` WAV files of 40 s at ``rate`` Hz (16-bit), DISTINCT_RECORDINGS of them distinct."""
+    if (directory / "done").is_file():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(rate)
+    distinct = []
+    for i in range(min(files, DISTINCT_RECORDINGS)):
+        seconds = np.arange(40 * rate) / rate
+        tone = 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * seconds) + 0.05 * rng.standard_normal(len(seconds))
+        path = directory / f"clip{i:05d}.wav"
+        sf.write(path, tone.astype(np.float32), rate, subtype="PCM_16")
+        distinct.append(path)
+    for i in range(len(distinct), files):
+        os.link(distinct[i % len(distinct)], directory / f"clip{i:05d}.wav")
+    (directory / "done").touch()
+    return directory
+
+
+def _seed_corpus(directory: Path, rows: int) -> tuple[Path, Path]:
+    """The seed's inputs: ``wavfile_spec.dat`` (float64 [rows,96,64]) and ``wavfile_df.csv`` (its metadata)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dat, table = directory / "wavfile_spec.dat", directory / "wavfile_df.csv"
+    if not table.is_file():
+        rng = np.random.default_rng(0)
+        chunk = rng.normal(-2.0, 1.5, (4096, params.NUM_FRAMES, params.NUM_BANDS))
+        with open(dat, "wb") as f:
+            for start in range(0, rows, len(chunk)):
+                chunk[: rows - start].tofile(f)
+        with open(table, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["fname", "speaker", "label"])
+            writer.writerows([f"clip_{i:06d}.wav", f"spk{i % 97}", "speech"] for i in range(rows))
+    return dat, table
+
+
+def _npy_corpus(directory: Path, rows: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "examples.npy"
+    if not path.is_file():
+        array = np.lib.format.open_memmap(path, "w+", np.float32, (rows, params.NUM_FRAMES, params.NUM_BANDS))
+        chunk = np.random.default_rng(0).normal(-2.0, 1.5, (4096, params.NUM_FRAMES, params.NUM_BANDS))
+        for start in range(0, rows, len(chunk)):
+            array[start : start + len(chunk)] = chunk[: rows - start]
+        array.flush()
+        del array
+    return path
+
+
+def corpus(kind: str, work: Path, count: int) -> tuple[list[str], str, int]:
+    """(CLI inputs and options, output suffix, examples) for a corpus of ``count`` inputs or rows."""
+    if kind in ("wav48", "wav16"):
+        directory = _audio_corpus(work / f"{kind}_{count}", 48_000 if kind == "wav48" else 16_000, count)
+        return [str(directory)], ".npy", count * EXAMPLES_PER_FILE
+    if kind == "seed":
+        dat, table = _seed_corpus(work / f"seed_{count}", count)
+        return [str(dat), "--metadata", str(table)], ".csv", count
+    return [_npy_corpus(work / f"npy_{count}", count).as_posix()], ".npy", count
+
+
+def run_cli(arguments: list[str], work: Path) -> tuple[float, str]:
+    """Run ``vggish-rt ARGS`` in a fresh process; (wall seconds, stderr). Raises on failure."""
+    started = time.perf_counter()
+    job = subprocess.run([sys.executable, "-m", "vggish_rt.cli", *arguments], capture_output=True, text=True,
+                         cwd=work)
+    wall = time.perf_counter() - started
+    if job.returncode != 0:
+        raise SystemExit(f"vggish-rt {' '.join(arguments)} failed:\n{job.stderr[-3000:]}")
+    return wall, job.stderr + job.stdout
+
+
+def engine_ceiling(model: Path, device: str, precision: str, kind: str, seconds: float) -> float:
+    """``vggish-rt bench --json`` examples/s (host arrays in and out)."""
+    _, output = run_cli(["bench", "--model", str(model), "--device", device, "--precision", precision,
+                         "--input", kind, "--seconds", str(seconds), "--json"], Path.cwd())
+    return json.loads(output.strip().splitlines()[-1])["examples_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="model directory (the dev model on a GPU machine)")
+    source.add_argument("--null", action="store_true", help="a network that costs nothing: the data path alone")
+    parser.add_argument("--gpus", default=None, help="comma-separated GPU counts (default: 1, 2, 4 as available; "
+                                                     "'cpu' for the CPU provider)")
+    parser.add_argument("--jobs", default="wav16,wav48,seed,npy")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of each corpus's full size")
+    parser.add_argument("--precision", default="fp16")
+    parser.add_argument("--seconds", type=float, default=5.0, help="engine bench duration")
+    parser.add_argument("--extra", default="", help="extra options for every embed command, space-separated")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/vggish-jobs"))
+    parser.add_argument("--out", type=Path, default=Path("jobs.json"))
+    arguments = parser.parse_args()
+    arguments.work.mkdir(parents=True, exist_ok=True)
+    model = write_null_model(arguments.work / "null-model") if arguments.null else arguments.model.resolve()
+    if arguments.gpus:
+        placements = ["cpu"] if arguments.gpus == "cpu" else \
+            ["cuda:" + ",".join(map(str, range(int(g)))) for g in arguments.gpus.split(",")]
+    else:
+        from vggish_rt.engine.session import cuda_device_count
+
+        gpus = cuda_device_count()
+        placements = ["cuda:" + ",".join(map(str, range(g))) for g in (1, 2, 4) if g <= gpus] or ["cpu"]
+    results = []
+    for device in placements:
+        ceiling = {kind: engine_ceiling(model, device, arguments.precision, kind, arguments.seconds)
+                   for kind in ("examples", "windows")}
+        results.append({"job": "engine", "device": device, "precision": arguments.precision, **ceiling})
+        print(json.dumps(results[-1]), flush=True)
+        for kind in arguments.jobs.split(","):
+            count = max(1, int(FULL[kind] * arguments.scale))
+            inputs, suffix, examples = corpus(kind, arguments.work, count)
+            small_inputs, _, small_examples = corpus(kind, arguments.work, 1 if kind.startswith("wav") else 2048)
+            out = arguments.work / f"out{suffix}"
+            common = ["--model", str(model), "--device", device, "--precision", arguments.precision, "--out", str(out),
+                      *arguments.extra.split()]
+            start_up, _ = run_cli(["embed", *small_inputs, *common], arguments.work)
+            wall, log = run_cli(["embed", *inputs, *common], arguments.work)
+            results.append({"job": kind, "device": device, "precision": arguments.precision, "examples": examples,
+                            "wall_s": round(wall, 2), "start_up_s": round(start_up, 2),
+                            "examples_per_s": round(examples / wall, 1),
+                            "steady_examples_per_s": round((examples - small_examples) / max(wall - start_up, 1e-9), 1),
+                            "of_engine": round(examples / wall / ceiling["examples" if kind in ("seed", "npy")
+                                                                         else "windows"], 3),
+                            "summary": log.strip().splitlines()[-1]})
+            print(json.dumps(results[-1]), flush=True)
+    arguments.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"{'job':8} {'device':12} {'examples':>9} {'wall s':>7} {'start s':>7} {'ex/s':>9} {'steady':>9} {'of engine':>9}")
+    for r in results:
+        if r["job"] == "engine":
+            print(f"{'engine':8} {r['device']:12} examples {r['examples']:,.0f}/s, windows {r['windows']:,.0f}/s")
+        else:
+            print(f"{r['job']:8} {r['device']:12} {r['examples']:9,} {r['wall_s']:7.2f} {r['start_up_s']:7.2f} "
+                  f"{r['examples_per_s']:9,.0f} {r['steady_examples_per_s']:9,.0f} {r['of_engine']:9.1%}")
+
+
+if __name__ == "__main__":
+    main()
