@@ -57,7 +57,7 @@ def embed(
     on_error: Annotated[str, typer.Option(help="fail: stop at the first bad input; skip: finish, list failures, exit 1.")] = "fail",
     metadata: Annotated[Optional[Path], typer.Option(help="CSV table, one row per output row; its columns lead the CSV/Parquet output (the seed's wavfile_df.csv).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run of the same job from its last committed chunk.")] = False,
-    workers: Annotated[Optional[int], typer.Option(help="Audio decoding processes (default: one per core; 0: decode in-process).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Audio decoding processes (default: one per core but one, at least 1; 0: decode in-process). They write decoded audio into shared memory.")] = None,
     commit_every: Annotated[float, typer.Option(help="Seconds between commits of finished rows (what --resume keeps).")] = 2.0,
     provider: Annotated[str, typer.Option(help="On GPUs: cuda (default) or tensorrt (needs TensorRT's own libraries; engine cache in ~/.cache/vggish-rt/tensorrt).")] = "cuda",
     ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (needs the vggish-rt\\[ray] extra): the one in $RAY_ADDRESS or --ray-address, else a local one. --out names a new directory of Parquet shards + index.csv.")] = False,

@@ -39,6 +39,8 @@ def runtime() -> ctypes.CDLL | None:
         lib.cudaSetDevice.argtypes = [ctypes.c_int]
         lib.cudaGetDeviceCount.argtypes = [ctypes.POINTER(ctypes.c_int)]
         lib.cudaGetErrorString.restype = ctypes.c_char_p
+        lib.cudaHostAlloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_uint]
+        lib.cudaFreeHost.argtypes = [ctypes.c_void_p]
         return lib
     return None
 
@@ -64,3 +66,22 @@ def copy(destination: int, source: int, nbytes: int, kind: int, device_id: int) 
     _check(lib, lib.cudaSetDevice(device_id), "cudaSetDevice")
     _check(lib, lib.cudaMemcpyAsync(destination, source, nbytes, kind, _PER_THREAD_STREAM), "cudaMemcpyAsync")
     _check(lib, lib.cudaStreamSynchronize(_PER_THREAD_STREAM), "cudaStreamSynchronize")
+
+
+def host_alloc(nbytes: int) -> int:
+    """``nbytes`` of page-locked host memory (cudaHostAlloc, portable to every device); returns its address.
+    Copies from it run at the link's full rate, without the driver's staging through a bounce buffer."""
+    lib = runtime()
+    if lib is None:
+        raise VggishError("the CUDA runtime library (libcudart) is not loaded")
+    pointer = ctypes.c_void_p()
+    _check(lib, lib.cudaHostAlloc(ctypes.byref(pointer), nbytes, 1), "cudaHostAlloc")  # cudaHostAllocPortable
+    return int(pointer.value)
+
+
+def host_free(address: int) -> None:
+    """Free memory from :func:`host_alloc`. Errors are ignored: at interpreter exit the CUDA context may be
+    gone already, and the memory with it."""
+    lib = runtime()
+    if lib is not None:
+        lib.cudaFreeHost(address)

@@ -53,7 +53,7 @@ class JobOptions:
     failure is reported all the same. ``metadata``: a CSV table with one row per output
     row, whose columns lead the CSV/Parquet output (spectrogram inputs, or any
     input with ``pool='mean'``). ``workers``: audio decoding processes
-    (default: every core).
+    (default: every core but one; 0: decode in this process).
     """
 
     windows: WindowOptions = field(default_factory=WindowOptions)
@@ -146,20 +146,13 @@ class _Producer:
     def _audio(self, numbered: list[tuple[int, Path]]) -> Iterator[tuple[int, Path, Iterator[Block]]]:
         """(number, path, its blocks) for audio inputs, decoded by worker processes when there are several."""
         numpy_frontend = self.embedder.frontend == "numpy"
-        convert = to_examples if numpy_frontend else (lambda b: b)
         if len(numbered) < 4 or self.options.workers == 0:
+            convert = to_examples if numpy_frontend else (lambda b: b)
             for number, path in numbered:
                 yield number, path, (convert(b) for b in audio_blocks(path, self.options.windows))
             return
-        with DecodePool(self.options.workers) as pool:
-            results = pool.decode([p for _, p in numbered], self.options.windows, numpy_frontend)
-            for (number, path), (_, result) in zip(numbered, results):
-                if isinstance(result, VggishError):
-                    yield number, path, _raise(result)
-                elif result is None:  # too long for a worker: stream it here
-                    yield number, path, (convert(b) for b in audio_blocks(path, self.options.windows))
-                else:
-                    yield number, path, iter(result)
+        with DecodePool(self.options.windows, numpy_frontend, self.options.workers) as pool:
+            yield from pool.decode(numbered)
 
     def _all(self) -> Iterator[tuple[int, Path, Iterator[Block]]]:
         numbered = list(enumerate(self.sources))[self.first_source:]
@@ -181,9 +174,12 @@ class _Producer:
                 for block in blocks:
                     if skip:
                         keep = block.index >= skip
-                        if not keep.any():
+                        kept = _subset(block, keep) if keep.any() else None
+                        if block.release is not None:  # _subset copied what it keeps
+                            block.release()
+                        if kept is None:
                             continue
-                        block = _subset(block, keep)
+                        block = kept
                     rows += len(block)
                     yield block, self._meta(number, block), number
             except VggishError as exc:
@@ -231,15 +227,17 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         offsets = _metadata_offsets(sources, options)
         expected = len(sources) if options.pool == "mean" else sum(len(open_spectrograms(s)) for s in sources)
         columns, metadata = _load_metadata(options.metadata, expected)
+    workers = embedder.workers(kinds)  # sessions first: a model that cannot run leaves no store behind
     store = PartialStore(out, _fingerprint(sources, embedder, options), (params.EMBEDDING_SIZE,), np.float32)
     position = store.resume() if resume else {}
     if not resume:
         store.create()
     producer = _Producer(sources, embedder, options, position, metadata, offsets)
     last_commit = time.monotonic()
+    buffers = embedder.batch_buffers(kinds, len(workers))
     try:
-        stream = batches(producer, embedder.batch_size, producer.snapshot)
-        for batch, values in run_batches(stream, embedder.workers(kinds)):
+        stream = batches(producer, embedder.batch_size, producer.snapshot, buffers)
+        for batch, values in run_batches(stream, workers):
             store.append(batch.rows(values))
             progress(len(batch.index))
             if time.monotonic() - last_commit >= options.commit_seconds:

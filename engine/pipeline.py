@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from vggish_rt.engine.sources import Block
+from vggish_rt.engine.staging import BatchBuffers
 from vggish_rt.engine.store import Rows
 
 
@@ -52,6 +53,7 @@ class Batch:
     end_s: np.ndarray
     metadata: list[list[str]] = field(default_factory=list)
     position: dict[str, Any] = field(default_factory=dict)
+    recycle: Callable[[], None] | None = None  # gives ``inputs``' buffer back (engine.staging)
 
     def rows(self, values: np.ndarray) -> Rows:
         return Rows(self.sources, self.index, self.start_s, self.end_s, values, self.metadata)
@@ -62,53 +64,76 @@ def _kind(block: Block) -> str:
 
 
 def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: int,
-            snapshot: Callable[[], dict[str, Any]] = dict) -> Iterator[Batch]:
+            snapshot: Callable[[], dict[str, Any]] = dict, buffers: BatchBuffers | None = None) -> Iterator[Batch]:
     """Cut (block, metadata rows, source number) triples into Batches of ``batch_size`` rows.
 
+    Rows are copied into the batch's float32 inputs as their block arrives, and
+    a block's ``release`` is called once all its rows are copied, so the
+    batcher never holds a decoding worker's memory while it waits for more rows.
     Each batch's ``position`` is where the job stands after its last row:
     ``{"source": number, "example": next example index, "report": snapshot()}``.
+    ``buffers``: the inputs are assembled in these (each at least a batch of the
+    largest row), and the batch's ``recycle`` gives the buffer back; without
+    them, each batch gets a new array.
     """
-    pending: list[tuple[Block, list[list[str]], int, int]] = []  # (block, metadata, start, stop)
+    pieces: list[tuple[Block, list[list[str]], int, int]] = []  # (block, metadata, start, stop)
     filled, seq, kind, number = 0, 0, None, 0
+    inputs: np.ndarray | None = None
+    buffer: np.ndarray | None = None
 
     def emit() -> Batch:
-        nonlocal pending, filled, seq
-        data = [(b.windows if b.windows is not None else b.examples)[a:z] for b, _, a, z in pending]
-        last, _, _, stop = pending[-1]
+        nonlocal pieces, filled, seq, inputs, buffer
+        last, _, _, stop = pieces[-1]
         sources: list[str] = []
-        for b, _, a, z in pending:
+        for b, _, a, z in pieces:
             sources += [str(b.source)] * (z - a)
-        batch = Batch(seq, kind, np.concatenate(data) if len(data) > 1 else np.ascontiguousarray(data[0]),
-                      sources,
-                      np.concatenate([b.index[a:z] for b, _, a, z in pending]),
-                      np.concatenate([b.start_s[a:z] for b, _, a, z in pending]),
-                      np.concatenate([b.end_s[a:z] for b, _, a, z in pending]),
-                      [row for _, m, a, z in pending for row in m[a:z]],
-                      {"source": number, "example": int(last.index[stop - 1]) + 1, "report": snapshot()})
-        pending, filled, seq = [], 0, seq + 1
+        held = buffer
+        batch = Batch(seq, kind, inputs[:filled], sources,
+                      np.concatenate([b.index[a:z] for b, _, a, z in pieces]),
+                      np.concatenate([b.start_s[a:z] for b, _, a, z in pieces]),
+                      np.concatenate([b.end_s[a:z] for b, _, a, z in pieces]),
+                      [row for _, m, a, z in pieces for row in m[a:z]],
+                      {"source": number, "example": int(last.index[stop - 1]) + 1, "report": snapshot()},
+                      None if held is None else (lambda: buffers.give(held)))
+        pieces, filled, seq, inputs, buffer = [], 0, seq + 1, None, None
         return batch
 
     for block, metadata, block_number in blocks:
         if filled and _kind(block) != kind:
             yield emit()
         kind, number = _kind(block), block_number
+        data = block.windows if block.windows is not None else block.examples
         start = 0
         while start < len(block):
+            if inputs is None:
+                shape = (batch_size, *data.shape[1:])
+                if buffers is not None:
+                    buffer = buffers.take()
+                    inputs = buffer[: 4 * int(np.prod(shape))].view(np.float32).reshape(shape)
+                else:
+                    inputs = np.empty(shape, np.float32)
             take = min(batch_size - filled, len(block) - start)
-            pending.append((block, metadata, start, start + take))
+            inputs[filled : filled + take] = data[start : start + take]
+            pieces.append((block, metadata, start, start + take))
             filled += take
             start += take
             if filled == batch_size:
+                if start == len(block) and block.release is not None:
+                    block.release()
+                    block.release = None
                 yield emit()
+        if block.release is not None:
+            block.release()
     if filled:
         yield emit()
 
 
 _DONE = object()
+DEPTH = 2  # batches in flight per worker between the producer and the caller
 
 
 def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndarray]],
-                depth: int = 2) -> Iterator[tuple[Batch, np.ndarray]]:
+                depth: int = DEPTH) -> Iterator[tuple[Batch, np.ndarray]]:
     """Run every batch on one of ``workers`` (one a device); yield (batch, float32 [n,128]) in sequence order.
 
     An exception in the producer or a worker stops everything and is re-raised here.
@@ -143,6 +168,8 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
                 return
             try:
                 values = worker(batch)
+                if batch.recycle is not None:
+                    batch.recycle()
                 batch.inputs = None  # the caller needs the rows' provenance, not their inputs
                 done.put((batch, values))
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer

@@ -7,7 +7,7 @@ input's size.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,9 @@ class Block:
     ``examples``: float32 [n, 96, 64] log-mel (spectrogram sources), or None.
     ``index``: int64 [n], the examples' positions in their source;
     ``start_s``/``end_s``: float64 [n] seconds, NaN for spectrograms.
+    ``release``: set when the rows are views of memory to be given back (a
+    decoding worker's shared-memory slot, engine.decoding); the batcher calls
+    it once it has copied every row.
     """
 
     source: Path
@@ -45,6 +48,7 @@ class Block:
     end_s: np.ndarray
     windows: np.ndarray | None = None
     examples: np.ndarray | None = None
+    release: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self.index)
