@@ -32,6 +32,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -180,11 +181,17 @@ class DecodePool:
         return self
 
     def __exit__(self, *_: object) -> None:
+        for process in self._processes:  # a worker waiting for a task ends at once; a busy one is killed
+            if process.is_alive():
+                self._tasks.put(None)
         for process in self._processes:
+            if process.pid is not None:
+                process.join(timeout=1.0)
             if process.is_alive():
                 process.kill()
         for process in self._processes:
-            process.join()
+            if process.pid is not None:  # started
+                process.join()
         self._processes = []
 
     def _receive(self) -> tuple:
@@ -200,15 +207,26 @@ class DecodePool:
     def _release(self, slot: int) -> Callable[[], None]:
         return lambda: self._free[slot // SLOTS_PER_WORKER].put(slot)
 
-    def decode(self, numbered: Iterable[tuple[int, Path]]) -> Iterator[tuple[int, Path, Iterator[Block]]]:
+    def decode(self, numbered: Iterable[tuple[int, Path]],
+               audio: Callable[[Path], bool] = lambda _: True) -> Iterator[tuple[int, Path, Iterator[Block] | None]]:
         """Yield (number, path, its blocks) in the order given. A file's blocks view shared memory until their
-        ``release`` is called; a bad file's blocks end in its VggishError (after any rows it gave)."""
-        files = list(numbered)
-        for number, path in files:
-            self._tasks.put((number, str(path)))
-        for _ in self._processes:
-            self._tasks.put(None)
+        ``release`` is called; a bad file's blocks end in its VggishError (after any rows it gave).
+
+        ``numbered`` is read lazily, at most ``2 x workers`` files ahead of the caller. Paths for which
+        ``audio`` is false are not decoded: they come back in their place with None for blocks."""
+        pending = iter(numbered)
+        queued: deque[tuple[int, Path, bool]] = deque()
         waiting: dict[int, list[tuple]] = {}
+
+        def refill() -> None:
+            while len(queued) < 2 * self.workers:
+                item = next(pending, None)
+                if item is None:
+                    return
+                decoded = audio(item[1])
+                if decoded:
+                    self._tasks.put((item[0], str(item[1])))
+                queued.append((*item, decoded))
 
         def messages(number: int) -> Iterator[tuple]:
             while True:
@@ -221,8 +239,11 @@ class DecodePool:
                     del waiting[number]
                     return
 
-        for number, path in files:
-            yield number, path, self._blocks(path, messages(number))
+        refill()
+        while queued:
+            number, path, decoded = queued.popleft()
+            yield number, path, self._blocks(path, messages(number)) if decoded else None
+            refill()
 
     def _blocks(self, path: Path, messages: Iterator[tuple]) -> Iterator[Block]:
         for message in messages:

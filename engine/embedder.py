@@ -8,12 +8,13 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -101,6 +102,10 @@ class Embedder:
             Path(self.tensorrt_cache).mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size or DEFAULT_BATCH[self.placement.kind]
         self.require("examples")
+        self._arguments = {"model_dir": str(self.model.path), "precision": precision, "batch_size": self.batch_size,
+                           "relu": relu, "frontend": frontend, "threads": threads, "cuda_options": cuda_options,
+                           "sessions_per_device": sessions_per_device, "gpu_rewrites": gpu_rewrites,
+                           "provider": provider, "tensorrt_cache": tensorrt_cache}
         self._runners: dict[tuple[str, int, int], Runner] = {}
         self._models: dict[str, bytes] = {}
         self._buffers: dict[tuple[int, int], BatchBuffers] = {}
@@ -110,6 +115,17 @@ class Embedder:
     def devices(self) -> int:
         """How many devices the work is spread over."""
         return max(1, len(self.placement.device_ids))
+
+    def shard_arguments(self, shard: int, shards: int) -> dict[str, Any]:
+        """Keyword arguments for an Embedder like this one that runs shard ``shard`` of ``shards`` in its own
+        process: on CUDA, one GPU each (shard i on the i-th device); on the CPU, a share of the threads."""
+        arguments = dict(self._arguments)
+        if self.placement.kind == "cuda":
+            arguments["device"] = f"cuda:{self.placement.device_ids[shard % len(self.placement.device_ids)]}"
+        else:
+            arguments["device"] = "cpu"
+            arguments["threads"] = max(1, (self.threads or os.cpu_count() or 1) // shards)
+        return arguments
 
     def model_file(self, kind: str) -> str:
         """The model file that runs inputs of ``kind``: 'examples' (log-mel) or 'windows' (audio)."""

@@ -36,8 +36,9 @@ from vggish_rt.engine.formats import check_output, finish
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
+from vggish_rt.engine.shards import Unit, plan_units, run_units
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, spectrogram_blocks
-from vggish_rt.engine.store import PartialStore
+from vggish_rt.engine.store import PartialStore, Rows
 
 Progress = Callable[[int], None]
 POOLS = ("none", "mean")
@@ -53,7 +54,9 @@ class JobOptions:
     failure is reported all the same. ``metadata``: a CSV table with one row per output
     row, whose columns lead the CSV/Parquet output (spectrogram inputs, or any
     input with ``pool='mean'``). ``workers``: audio decoding processes
-    (default: every core but one; 0: decode in this process).
+    (default: every core but one; 0: decode in this process). ``processes``:
+    device processes, each with its own share of the inputs (engine.shards;
+    default: one per GPU when there are several, else the job runs here).
     """
 
     windows: WindowOptions = field(default_factory=WindowOptions)
@@ -62,6 +65,7 @@ class JobOptions:
     on_error: str = "fail"
     metadata: Path | None = None
     workers: int | None = None
+    processes: int | None = None
     chunk_examples: int = 256       # spectrogram rows read at a time (12.6 MB of float64)
     commit_seconds: float = 2.0
 
@@ -136,12 +140,13 @@ class _Producer:
         return {"inputs_done": self.report.inputs_done, "failures": [list(f) for f in self.report.failures],
                 "short_inputs": list(self.report.short_inputs)}
 
-    def _meta(self, number: int, block: Block) -> list[list[str]]:
+    def meta(self, number: int, index: np.ndarray) -> list[list[str]]:
+        """The metadata rows of input ``number``'s examples ``index`` (none without a metadata table)."""
         if self.metadata is None:
             return []
         if self.options.pool == "mean":
-            return [self.metadata[number]] * len(block)
-        return [self.metadata[self.offsets[number] + int(i)] for i in block.index]
+            return [self.metadata[number]] * len(index)
+        return [self.metadata[self.offsets[number] + int(i)] for i in index]
 
     def _audio(self, numbered: list[tuple[int, Path]]) -> Iterator[tuple[int, Path, Iterator[Block]]]:
         """(number, path, its blocks) for audio inputs, decoded by worker processes when there are several."""
@@ -181,7 +186,7 @@ class _Producer:
                             continue
                         block = kept
                     rows += len(block)
-                    yield block, self._meta(number, block), number
+                    yield block, self.meta(number, block.index), number
             except VggishError as exc:
                 if self.options.on_error == "fail":
                     raise
@@ -227,22 +232,31 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         offsets = _metadata_offsets(sources, options)
         expected = len(sources) if options.pool == "mean" else sum(len(open_spectrograms(s)) for s in sources)
         columns, metadata = _load_metadata(options.metadata, expected)
-    workers = embedder.workers(kinds)  # sessions first: a model that cannot run leaves no store behind
+    processes = options.processes or (embedder.devices if embedder.placement.kind == "cuda" else 1)
+    # sessions first: a model that cannot run leaves no store behind (device processes make their own)
+    workers = embedder.workers(kinds) if processes == 1 else []
     store = PartialStore(out, _fingerprint(sources, embedder, options), (params.EMBEDDING_SIZE,), np.float32)
     position = store.resume() if resume else {}
     if not resume:
         store.create()
     producer = _Producer(sources, embedder, options, position, metadata, offsets)
     last_commit = time.monotonic()
-    buffers = embedder.batch_buffers(kinds, len(workers))
+
+    def append(rows: Rows, position_after: Callable[[], dict[str, Any]]) -> None:
+        nonlocal last_commit
+        store.append(rows)
+        progress(len(rows))
+        if time.monotonic() - last_commit >= options.commit_seconds:
+            store.commit(position_after())
+            last_commit = time.monotonic()
+
     try:
-        stream = batches(producer, embedder.batch_size, producer.snapshot, buffers)
-        for batch, values in run_batches(stream, workers):
-            store.append(batch.rows(values))
-            progress(len(batch.index))
-            if time.monotonic() - last_commit >= options.commit_seconds:
-                store.commit(batch.position)
-                last_commit = time.monotonic()
+        if processes == 1:
+            stream = batches(producer, embedder.batch_size, producer.snapshot, embedder.batch_buffers(kinds, len(workers)))
+            for batch, values in run_batches(stream, workers):
+                append(batch.rows(values), lambda: batch.position)
+        else:
+            _run_sharded(sources, embedder, options, kinds, processes, producer, append)
         store.commit({"source": len(sources), "example": 0, "report": producer.snapshot()})
         finish(store, columns, pooled=options.pool == "mean", postprocessor=options.postprocessor)
     except (VggishError, OSError) as exc:
@@ -261,6 +275,40 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     _write_failures(out, report)
     report.rows = store.rows if options.pool == "none" else report.inputs_done - len(report.short_inputs)
     return report
+
+
+def _run_sharded(sources: list[Path], embedder: Embedder, options: JobOptions, kinds: tuple[str, ...],
+                 processes: int, producer: _Producer,
+                 append: Callable[[Rows, Callable[[], dict[str, Any]]], None]) -> None:
+    """The job's rows from ``processes`` device processes (engine.shards), in input order, with the
+    single-process job's error policy and report (kept in ``producer``)."""
+    units = plan_units(sources, producer.first_source, producer.first_example)
+    report = producer.report
+    failed: set[int] = set()
+    file_rows: dict[int, int] = {}
+
+    def emit(unit: Unit, rows: Rows | None, error: str | None) -> None:
+        if unit.number in failed:  # a later unit of an input that failed: dropped, as one process stops there
+            return
+        position = {"source": unit.number, "example": unit.stop}
+        if error is not None or unit.last:
+            position = {"source": unit.number + 1, "example": 0}
+        if error is not None:
+            if options.on_error == "fail":
+                raise VggishError(error)
+            report.failures.append((unit.path, error))
+            failed.add(unit.number)
+        elif unit.last:
+            if file_rows.get(unit.number, 0) + (len(rows) if rows is not None else 0) == 0 and unit.skip == 0:
+                report.short_inputs.append(unit.path)
+            report.inputs_done += 1
+        if rows is not None:
+            file_rows[unit.number] = file_rows.get(unit.number, 0) + len(rows)
+            rows.metadata = producer.meta(unit.number, rows.example)
+            append(rows, lambda: {**position, "report": producer.snapshot()})
+
+    arguments = [embedder.shard_arguments(i, processes) for i in range(processes)]
+    run_units(units, arguments, kinds, options.windows, options.chunk_examples, options.workers, emit)
 
 
 def failures_path(out: Path) -> Path:

@@ -54,6 +54,7 @@ class Batch:
     metadata: list[list[str]] = field(default_factory=list)
     position: dict[str, Any] = field(default_factory=dict)
     recycle: Callable[[], None] | None = None  # gives ``inputs``' buffer back (engine.staging)
+    numbers: np.ndarray | None = None          # int64 [n]: each row's source number
 
     def rows(self, values: np.ndarray) -> Rows:
         return Rows(self.sources, self.index, self.start_s, self.end_s, values, self.metadata)
@@ -76,25 +77,26 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: in
     largest row), and the batch's ``recycle`` gives the buffer back; without
     them, each batch gets a new array.
     """
-    pieces: list[tuple[Block, list[list[str]], int, int]] = []  # (block, metadata, start, stop)
+    pieces: list[tuple[Block, list[list[str]], int, int, int]] = []  # (block, metadata, start, stop, number)
     filled, seq, kind, number = 0, 0, None, 0
     inputs: np.ndarray | None = None
     buffer: np.ndarray | None = None
 
     def emit() -> Batch:
         nonlocal pieces, filled, seq, inputs, buffer
-        last, _, _, stop = pieces[-1]
+        last, _, _, stop, _ = pieces[-1]
         sources: list[str] = []
-        for b, _, a, z in pieces:
+        for b, _, a, z, _ in pieces:
             sources += [str(b.source)] * (z - a)
         held = buffer
         batch = Batch(seq, kind, inputs[:filled], sources,
-                      np.concatenate([b.index[a:z] for b, _, a, z in pieces]),
-                      np.concatenate([b.start_s[a:z] for b, _, a, z in pieces]),
-                      np.concatenate([b.end_s[a:z] for b, _, a, z in pieces]),
-                      [row for _, m, a, z in pieces for row in m[a:z]],
+                      np.concatenate([b.index[a:z] for b, _, a, z, _ in pieces]),
+                      np.concatenate([b.start_s[a:z] for b, _, a, z, _ in pieces]),
+                      np.concatenate([b.end_s[a:z] for b, _, a, z, _ in pieces]),
+                      [row for _, m, a, z, _ in pieces for row in m[a:z]],
                       {"source": number, "example": int(last.index[stop - 1]) + 1, "report": snapshot()},
-                      None if held is None else (lambda: buffers.give(held)))
+                      None if held is None else (lambda: buffers.give(held)),
+                      np.concatenate([np.full(z - a, n) for _, _, a, z, n in pieces]))
         pieces, filled, seq, inputs, buffer = [], 0, seq + 1, None, None
         return batch
 
@@ -114,7 +116,7 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: in
                     inputs = np.empty(shape, np.float32)
             take = min(batch_size - filled, len(block) - start)
             inputs[filled : filled + take] = data[start : start + take]
-            pieces.append((block, metadata, start, start + take))
+            pieces.append((block, metadata, start, start + take, block_number))
             filled += take
             start += take
             if filled == batch_size:

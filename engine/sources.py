@@ -73,11 +73,12 @@ def audio_blocks(source: Path, options: WindowOptions = WindowOptions()) -> Iter
         yield _window_block(source, tail, first, options.hop)
 
 
-def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0) -> Iterator[Block]:
-    """Example blocks of a ``.npy``/``.dat`` spectrogram file, from row ``start``, as float32."""
+def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int | None = None) -> Iterator[Block]:
+    """Example blocks of a ``.npy``/``.dat`` spectrogram file, rows [start, stop), as float32."""
     spectrograms = open_spectrograms(source)
-    for first in range(start, len(spectrograms), chunk):
-        examples = spectrograms.read(first, first + chunk).astype(np.float32, copy=False)
+    stop = len(spectrograms) if stop is None else min(stop, len(spectrograms))
+    for first in range(start, stop, chunk):
+        examples = spectrograms.read(first, min(first + chunk, stop)).astype(np.float32, copy=False)
         if not np.isfinite(examples).all():
             raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold NaN or Inf")
         nan = np.full(len(examples), np.nan)

@@ -63,6 +63,19 @@ def test_batches_have_fixed_size_and_never_mix_kinds():
     assert made[2].sources == ["s0", "s0", "s1", "s1"] and made[2].position == {"source": 1, "example": 2, "report": {}}
 
 
+def kill_at_rows(args: list, out: Path, points: tuple[int, ...]) -> None:
+    """Run the CLI job ``args --out out`` once per kill point (with --resume after the first), kill -9 it
+    once it has committed that many rows; the output must not have appeared."""
+    for number, kill_at in enumerate(points):
+        process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out),
+                                    *(["--resume"] if number else [])],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_rows(out.with_name(out.name + ".partial"), kill_at, process)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert not out.exists(), f"output appeared before the job finished (kill at row {kill_at})"
+
+
 def wait_for_rows(store: Path, rows: int, process: subprocess.Popen, timeout: float = 120) -> None:
     """Return once the job ``process`` has committed at least ``rows`` rows to ``store``.
 
@@ -90,14 +103,7 @@ def test_resume_after_kill_9_gives_identical_bytes(demo_model, tmp_path, suffix)
     reference = run_cli(*args, "--out", tmp_path / f"ref{suffix}")
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / f"resumed{suffix}"
-    for kill_at in (40, 160):  # kill -9 twice, at different points, resuming in between
-        process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out),
-                                    *(["--resume"] if kill_at == 160 else [])],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_rows(out.with_name(out.name + ".partial"), kill_at, process)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        assert not out.exists()
+    kill_at_rows(args, out, (40, 160))  # kill -9 twice, at different points, resuming in between
     resumed = run_cli(*args, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert out.read_bytes() == (tmp_path / f"ref{suffix}").read_bytes()

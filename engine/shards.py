@@ -1,0 +1,222 @@
+"""The job on several devices: one process per device, each with its own share of the inputs.
+
+    main: units of work, in input order --> [tasks] --> device process i: its own Embedder (sessions on one
+    GPU, or a share of the CPU's threads), its own decoding pool, batcher and runners --> [results]:
+    embeddings of each unit's rows, and how each unit ended --> main: units merged in input order --> store
+
+A unit is one audio file, or ``UNIT_ROWS`` consecutive rows of a spectrogram
+file (so one large ``.npy`` is shared too). Every unit is queued at the start
+and processes pull them as they go, so a slow unit does not hold the others
+back. The main process keeps the embeddings of units finished ahead of the
+earliest unfinished one (512 bytes a row): as many as the other processes
+embed while that unit runs. Only embeddings and their provenance cross
+between processes: audio is decoded where it is embedded.
+
+The main process applies the error policy, keeps the report and commits the
+store, exactly as the single-process job does, so the output (rows, order,
+index, failures, resume) is the same bytes: a spectrogram file that fails in
+one unit keeps the rows before the bad chunk, and its later units are
+dropped. Device processes end with the job (kill -9 included).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vggish_rt.engine.decoding import DecodePool, _exit_with, default_workers
+from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
+from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, spectrogram_blocks
+from vggish_rt.engine.store import Rows
+
+UNIT_ROWS = 8192        # spectrogram rows a unit (a multiple of the 256-row chunks the job reads)
+_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Rows [start, stop) of input ``number`` (``stop`` None: to its end); rows before ``skip`` are dropped
+    (a resumed job); ``last``: the input's last unit."""
+
+    id: int
+    number: int
+    path: str
+    start: int = 0
+    stop: int | None = None
+    skip: int = 0
+    last: bool = True
+
+
+def plan_units(sources: list[Path], first_source: int, first_example: int) -> list[Unit]:
+    """The units of a job that starts at input ``first_source``, example ``first_example``."""
+    units: list[Unit] = []
+    for number in range(first_source, len(sources)):
+        path = sources[number]
+        skip = first_example if number == first_source else 0
+        if not is_spectrogram(path):
+            units.append(Unit(len(units), number, str(path), skip=skip))
+            continue
+        rows = len(open_spectrograms(path))
+        starts = list(range(skip - skip % UNIT_ROWS, rows, UNIT_ROWS)) or [skip]
+        for i, start in enumerate(starts):
+            units.append(Unit(len(units), number, str(path), start, min(start + UNIT_ROWS, rows), skip,
+                              last=i == len(starts) - 1))
+    return units
+
+
+def _unit_blocks(unit: Unit, chunk: int, blocks: Iterator[Block] | None) -> Iterator[Block]:
+    """A unit's blocks, rows before ``skip`` dropped (copies kept, shared memory given back)."""
+    if blocks is None:
+        blocks = spectrogram_blocks(Path(unit.path), chunk, unit.start, unit.stop)
+    for block in blocks:
+        keep = block.index >= unit.skip
+        if keep.all():
+            yield block
+            continue
+        kept = Block(block.source, block.index[keep], block.start_s[keep], block.end_s[keep],
+                     None if block.windows is None else block.windows[keep],
+                     None if block.examples is None else block.examples[keep])
+        if block.release is not None:
+            block.release()
+        if len(kept):
+            yield kept
+
+
+def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: WindowOptions, chunk: int,
+                    workers: int, tasks, results, job: int) -> None:
+    """One device's share of the job (see the module docstring); reports ('ready'), ('rows', unit, ...),
+    ('end', unit, rows, error or None), and ('error', message) for a failure of its own."""
+    _exit_with(job)
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    from vggish_rt.engine.embedder import Embedder
+    from vggish_rt.engine.pipeline import batches, run_batches
+
+    try:
+        embedder = Embedder(**arguments)
+        runners = embedder.workers(kinds)
+        buffers = embedder.batch_buffers(kinds, len(runners))
+        numpy_frontend = embedder.frontend == "numpy"
+    except VggishError as exc:
+        results.put(("error", str(exc)))
+        return
+    results.put(("ready",))
+    units: dict[int, Unit] = {}
+
+    def pulled() -> Iterator[tuple[int, Path]]:
+        while (unit := tasks.get()) is not None:
+            units[unit.id] = unit
+            yield unit.id, Path(unit.path)
+
+    def unit_blocks() -> Iterator[tuple[int, Path, Iterator[Block] | None]]:
+        """(unit id, path, decoded audio blocks or None for spectrogram rows), in the order pulled."""
+        if workers == 0:
+            from vggish_rt.engine.decoding import to_examples
+
+            for uid, path in pulled():
+                audio = None if is_spectrogram(path) else audio_blocks(path, options)
+                yield uid, path, map(to_examples, audio) if audio is not None and numpy_frontend else audio
+            return
+        with DecodePool(options, numpy_frontend, workers) as pool:
+            yield from pool.decode(pulled(), audio=lambda path: not is_spectrogram(path))
+
+    def blocks() -> Iterator[tuple[Block, list, int]]:
+        for uid, _, decoded in unit_blocks():
+            unit, rows, error = units.pop(uid), 0, None
+            try:
+                for block in _unit_blocks(unit, chunk, decoded):
+                    rows += len(block)
+                    yield block, [], uid
+            except VggishError as exc:
+                error = str(exc)
+            results.put(("end", uid, rows, error))
+
+    try:
+        for batch, values in run_batches(batches(blocks(), embedder.batch_size, buffers=buffers), runners):
+            cuts = [0, *(np.flatnonzero(np.diff(batch.numbers)) + 1).tolist(), len(values)]
+            for a, z in zip(cuts[:-1], cuts[1:]):
+                results.put(("rows", int(batch.numbers[a]), batch.index[a:z], batch.start_s[a:z],
+                             batch.end_s[a:z], values[a:z]))
+    except VggishError as exc:
+        results.put(("error", str(exc)))
+
+
+@dataclass
+class _Pending:
+    rows: list[tuple] | None = None
+    received: int = 0
+    end: tuple | None = None
+
+
+def run_units(units: list[Unit], arguments: list[dict[str, Any]], kinds: tuple[str, ...], options: WindowOptions,
+              chunk: int, workers: int | None,
+              emit: Callable[[Unit, Rows | None, str | None], None]) -> None:
+    """Run ``units`` on one process per entry of ``arguments`` (Embedder keyword arguments); call
+    ``emit(unit, rows or None, error or None)`` for each unit, in order. A process's own failure (a session
+    that cannot be created, a dead process) raises VggishError."""
+    context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA or onnxruntime state
+    tasks, results = context.Queue(), context.Queue()
+    per_process = workers if workers is not None else max(1, default_workers() // len(arguments))
+    # not daemons: daemons may not start the decoding pools' processes; each ends with the job all the same
+    processes = [context.Process(target=_device_process, name=f"vggish-device-{i}",
+                                 args=(a, kinds, options, chunk, per_process, tasks, results, os.getpid()))
+                 for i, a in enumerate(arguments)]
+    for process in processes:
+        process.start()
+    try:
+        def receive() -> tuple:
+            while True:
+                try:
+                    message = results.get(timeout=_POLL_SECONDS)
+                except queue.Empty:  # a process that ended with 0 has sent everything; others may still work
+                    dead = [p for p in processes if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise VggishError(f"device process {dead[0].name} died (exit code {dead[0].exitcode})") \
+                            from None
+                    if all(p.exitcode == 0 for p in processes) and results.empty():
+                        raise VggishError("the device processes ended before every input was embedded") from None
+                    continue
+                if message[0] == "error":
+                    raise VggishError(message[1])
+                return message
+
+        for _ in processes:
+            receive()  # "ready": every process has its sessions
+        for unit in units:  # all at once: a limit could hold the earliest unit in a partial batch forever
+            tasks.put(unit)
+        for _ in processes:
+            tasks.put(None)
+        pending: dict[int, _Pending] = {}
+        for unit in units:
+            state = pending.setdefault(unit.id, _Pending([]))
+            while state.end is None or state.received < state.end[2]:
+                message = receive()
+                target = pending.setdefault(message[1], _Pending([]))
+                if message[0] == "rows":
+                    target.rows.append(message[2:])
+                    target.received += len(message[2])
+                else:
+                    target.end = message
+            del pending[unit.id]
+            rows = None
+            if state.rows:
+                index, start_s, end_s, values = (np.concatenate(column) for column in zip(*state.rows))
+                rows = Rows([unit.path] * len(index), index, start_s, end_s, values)
+            emit(unit, rows, state.end[3])
+        for process in processes:  # every unit is in: each process has ended its stream, or is ending it
+            process.join(timeout=10.0)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        for process in processes:
+            if process.pid is not None:
+                process.join()
