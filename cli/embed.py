@@ -58,7 +58,7 @@ def embed(
     metadata: Annotated[Optional[Path], typer.Option(help="CSV table, one row per output row; its columns lead the CSV/Parquet output (the seed's wavfile_df.csv).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run of the same job from its last committed chunk.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Audio decoding processes (default: one per core but one, at least 1; 0: decode in-process). They write decoded audio into shared memory.")] = None,
-    processes: Annotated[Optional[int], typer.Option(min=1, help="Device processes, each with its own share of the inputs, its own sessions and decoding (default: one per GPU when several are used, else 1: the job runs in this process). On the CPU, N > 1 splits the cores among N processes.")] = None,
+    processes: Annotated[Optional[int], typer.Option(min=1, help="Device processes, each with its own share of the inputs, its own sessions and decoding; this process merges and writes (default: one per GPU when several are used; with one device, none: the job runs in this process). On the CPU, N splits the cores among N processes.")] = None,
     commit_every: Annotated[float, typer.Option(help="Seconds between commits of finished rows (what --resume keeps).")] = 2.0,
     provider: Annotated[str, typer.Option(help="On GPUs: cuda (default) or tensorrt (needs TensorRT's own libraries; engine cache in ~/.cache/vggish-rt/tensorrt).")] = "cuda",
     ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (needs the vggish-rt\\[ray] extra): the one in $RAY_ADDRESS or --ray-address, else a local one. --out names a new directory of Parquet shards + index.csv.")] = False,

@@ -139,7 +139,7 @@ def _read_block(f: sf.SoundFile, subtype: str, frames: int) -> np.ndarray:
     """Up to ``frames`` frames -> float32 [n, channels] in [-1, 1)."""
     if subtype in _NATIVE_INTEGER:
         dtype, scale = _NATIVE_INTEGER[subtype]
-        return f.read(frames, dtype=dtype, always_2d=True).astype(np.float32) * scale
+        return np.multiply(f.read(frames, dtype=dtype, always_2d=True), scale, dtype=np.float32)  # one pass
     return f.read(frames, dtype="float32", always_2d=True)
 
 

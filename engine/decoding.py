@@ -19,7 +19,8 @@ threads that mostly waited on each other, which left the machine idle
 (measured: 100 files of 40 s, --frontend numpy, 2 workers on 2 cores: 7.3 s;
 with one BLAS thread each: 1.7 s). Workers end with the main process, kill -9
 included (each watches it through a pidfd); the arena's name is unlinked as
-soon as every worker has mapped it, so nothing is left in /dev/shm either.
+soon as every worker has mapped it, and a job killed before that has its
+arena removed by the next job that decodes, so nothing stays in /dev/shm.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ _SLOT_BYTES = SLOT_ROWS * params.EXAMPLE_SAMPLES * 4
 _ROW_SHAPES = {False: (params.EXAMPLE_SAMPLES,), True: (params.NUM_FRAMES, params.NUM_BANDS)}
 _SINGLE_THREADED = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 _POLL_SECONDS = 1.0
+ARENA_PREFIX = "vggish-rt-decode-"  # then the job's pid: /dev/shm/vggish-rt-decode-<pid>-<random>
 
 
 def to_examples(block: Block) -> Block:
@@ -84,6 +86,15 @@ def _exit_with(pid: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="vggish-watch-job", daemon=True).start()
+
+
+def _remove_stale_arenas(directory: str) -> None:
+    """Unlink arenas left by jobs killed in the fraction of a second before their workers had mapped them."""
+    for name in os.listdir(directory):
+        if name.startswith(ARENA_PREFIX):
+            pid = name[len(ARENA_PREFIX):].split("-")[0]
+            if pid.isdigit() and not _running(int(pid)):
+                Path(directory, name).unlink(missing_ok=True)
 
 
 def _running(pid: int) -> bool:
@@ -153,13 +164,16 @@ class DecodePool:
         context = multiprocessing.get_context("forkserver")
         saved = {name: os.environ.get(name) for name in _SINGLE_THREADED}
         os.environ.update({name: value for name, value in _SINGLE_THREADED.items() if saved[name] is None})
-        directory = "/dev/shm" if os.path.isdir("/dev/shm") else None
-        handle, arena_path = tempfile.mkstemp(prefix="vggish-rt-decode-", dir=directory)
+        directory = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+        _remove_stale_arenas(directory)
+        handle, arena_path = tempfile.mkstemp(prefix=f"{ARENA_PREFIX}{os.getpid()}-", dir=directory)
         try:
             os.ftruncate(handle, count * _SLOT_BYTES)
             self._arena = mmap.mmap(handle, count * _SLOT_BYTES)
-            self._tasks, self._results = context.Queue(), context.Queue()
-            self._free = [context.Queue() for _ in range(self.workers)]
+            # Tasks and given-back slots: SimpleQueues, whose put writes to the pipe in the calling thread (tiny
+            # messages): a Queue wakes a feeder thread per put, one per queue, all wanting the GIL
+            self._tasks, self._results = context.SimpleQueue(), context.Queue()
+            self._free = [context.SimpleQueue() for _ in range(self.workers)]
             self._processes = [context.Process(target=_work, daemon=True, name=f"vggish-decode-{w}",
                                                args=(w, arena_path, count, self._tasks, self._results, self._free[w],
                                                      self.options, self.numpy_frontend, os.getpid()))

@@ -56,7 +56,8 @@ class JobOptions:
     input with ``pool='mean'``). ``workers``: audio decoding processes
     (default: every core but one; 0: decode in this process). ``processes``:
     device processes, each with its own share of the inputs (engine.shards;
-    default: one per GPU when there are several, else the job runs here).
+    default: one per GPU when there are several; else none, the job runs in
+    this process).
     """
 
     windows: WindowOptions = field(default_factory=WindowOptions)
@@ -232,9 +233,10 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         offsets = _metadata_offsets(sources, options)
         expected = len(sources) if options.pool == "mean" else sum(len(open_spectrograms(s)) for s in sources)
         columns, metadata = _load_metadata(options.metadata, expected)
-    processes = options.processes or (embedder.devices if embedder.placement.kind == "cuda" else 1)
+    gpus = embedder.devices if embedder.placement.kind == "cuda" else 1
+    processes = options.processes or (gpus if gpus > 1 else 0)  # 0: the job runs in this process
     # sessions first: a model that cannot run leaves no store behind (device processes make their own)
-    workers = embedder.workers(kinds) if processes == 1 else []
+    workers = embedder.workers(kinds) if processes == 0 else []
     store = PartialStore(out, _fingerprint(sources, embedder, options), (params.EMBEDDING_SIZE,), np.float32)
     position = store.resume() if resume else {}
     if not resume:
@@ -251,7 +253,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
             last_commit = time.monotonic()
 
     try:
-        if processes == 1:
+        if processes == 0:
             stream = batches(producer, embedder.batch_size, producer.snapshot, embedder.batch_buffers(kinds, len(workers)))
             for batch, values in run_batches(stream, workers):
                 append(batch.rows(values), lambda: batch.position)

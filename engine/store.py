@@ -69,6 +69,27 @@ def index_lines(rows: Rows) -> list[list[str]]:
             for source, example, time, fields in zip(rows.source, rows.example.tolist(), times, metadata)]
 
 
+def index_text(rows: Rows) -> str:
+    """The index lines of ``rows`` as the csv module writes :func:`index_lines` (QUOTE_MINIMAL, "\\n" line ends),
+    built one f-string a row: the source field is quoted once per run of one source. Rows with metadata go
+    through the csv module."""
+    if rows.metadata:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(index_lines(rows))
+        return buffer.getvalue()
+    quoted: dict[str, str] = {}
+    parts = []
+    for source, example, start, end in zip(rows.source, rows.example.tolist(), rows.start_s.tolist(),
+                                           rows.end_s.tolist()):
+        field = quoted.get(source)
+        if field is None:
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerow([source, ""])
+            field = quoted[source] = buffer.getvalue()[:-1]  # "source," as the csv module quotes it
+        parts.append(f"{field}{example},,\n" if start != start else f"{field}{example},{start:.6f},{end:.6f}\n")
+    return "".join(parts)
+
+
 def _read_index(path: Path, chunk: int) -> Iterator["pa.Table"]:
     """index.csv (no header) as Arrow tables of exactly ``chunk`` lines (the last one shorter), every field a
     string (empty fields stay empty strings); quoted fields, commas and newlines in them as the csv module wrote."""
@@ -157,7 +178,6 @@ class PartialStore:
     def _open(self, binary_mode: str, text_mode: str) -> None:
         self._rows_file = open(self.path / "rows.bin", binary_mode)
         self._index_file = open(self.path / "index.csv", text_mode, encoding="utf-8", newline="")
-        self._index = csv.writer(self._index_file, lineterminator="\n")
 
     # -- writing ---------------------------------------------------------------
     def append(self, rows: Rows) -> None:
@@ -165,7 +185,7 @@ class PartialStore:
         if values.shape[1:] != self.row_shape:
             raise ValueError(f"rows of shape {values.shape[1:]} in a store of {self.row_shape}")
         self._rows_file.write(values.tobytes())
-        self._index.writerows(index_lines(rows))
+        self._index_file.write(index_text(rows))
         self.rows += len(rows)
 
     def commit(self, position: dict[str, Any]) -> None:

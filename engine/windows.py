@@ -90,7 +90,8 @@ class WindowStream:
     """Cuts windows from 16 kHz audio arriving in blocks; the same windows as
     :func:`cut_windows` on the whole signal, with memory bounded by one block.
 
-    ``push(samples)`` returns the windows completed so far (float32 [k, 15600]);
+    ``push(samples)`` returns the windows completed so far (float32 [k, 15600], a
+    read-only view of memory the stream never writes again);
     ``finish()`` returns the padded windows that ``pad_short``/``pad_tail`` add.
     ``emitted`` counts windows returned, so window i starts at ``i * hop.samples``.
     """
@@ -112,7 +113,7 @@ class WindowStream:
             self._buffer = buffer
             return np.empty((0, params.EXAMPLE_SAMPLES), np.float32)
         count = 1 + (len(buffer) - params.EXAMPLE_SAMPLES) // self.hop.samples
-        windows = np.array(cut_windows(buffer, self.hop)[:count])
+        windows = cut_windows(buffer, self.hop)[:count]  # a view: ``buffer`` is new at every push, never written
         consumed = count * self.hop.samples
         self._skip = max(0, consumed - len(buffer))
         self._buffer = buffer[consumed:].copy()

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from vggish_rt.engine import Embedder
+from vggish_rt.engine.decoding import ARENA_PREFIX
 from vggish_rt.engine.job import JobOptions, failures_path, run_job
 
 
@@ -48,7 +49,7 @@ def test_worker_processes_give_the_bytes_of_in_process_decoding(demo_model, mixe
         assert [path for path, _ in report.failures] == [str(mixed_audio[2])]
         outputs[workers] = [out.read_bytes(), Path(f"{out}.index.csv").read_bytes(), failures_path(out).read_bytes()]
     assert outputs[0] == outputs[2]
-    assert not [name for name in os.listdir("/dev/shm") if name.startswith("vggish-rt-decode-")]
+    assert not [name for name in os.listdir("/dev/shm") if name.startswith(f"{ARENA_PREFIX}{os.getpid()}-")]
 
 
 def test_a_bad_file_fails_the_job_after_the_rows_before_it(demo_model, mixed_audio, tmp_path):
@@ -60,7 +61,7 @@ def test_a_bad_file_fails_the_job_after_the_rows_before_it(demo_model, mixed_aud
 
 
 def test_decode_workers_die_with_the_job(tmp_path):
-    """kill -9 of the job's process ends its decoding workers too (Linux's parent-death signal)."""
+    """kill -9 of the job's process ends its decoding workers too (each watches the job through a pidfd)."""
     files = [_tone(tmp_path / f"{i:03d}.wav", 30.0, 48_000, seed=i) for i in range(4)]
     files += [files[i % 4].with_name(f"link{i:03d}.wav") for i in range(200)]
     for i, link in enumerate(files[4:]):
@@ -84,6 +85,11 @@ def test_decode_workers_die_with_the_job(tmp_path):
     while time.monotonic() < deadline and any(_alive(p) for p in family):
         time.sleep(0.1)
     assert not [p for p in family if _alive(p)]
+    # an arena left by a job killed before its workers had mapped it is removed by the next job that decodes
+    stale = Path("/dev/shm", f"{ARENA_PREFIX}{job.pid}-left")
+    stale.write_bytes(b"\0" * 4096)
+    run_job(files[:4], tmp_path / "next.npy", Embedder(model, device="cpu"), JobOptions(workers=2))
+    assert not stale.exists()
 
 
 def _descendants(pid: int) -> set[int]:
