@@ -3,10 +3,14 @@
 The job behind ``vggish-rt embed``, usable from Python as :func:`run_job`.
 
 - Inputs stream as blocks (engine.sources); audio files are decoded in CPU
-  worker processes (engine.decoding), spectrograms read from memory maps.
-- Blocks are cut into fixed batches and run on every device (engine.pipeline);
-  embeddings come back in input order and go to a partial store
-  (engine.store), committed every few seconds with the position reached.
+  worker processes into shared memory (engine.decoding), spectrograms read a
+  chunk at a time.
+- Blocks are cut into fixed batches and run on the device's sessions
+  (engine.pipeline); embeddings come back in input order and go to a partial
+  store (engine.store), committed every few seconds with the position reached.
+- On several GPUs (or with ``processes``), one process per device runs its
+  own share of the inputs (engine.shards), and this process merges their
+  embeddings in input order into the same store, with the same report.
 - ``resume=True`` continues a killed job from its last commit: the batches
   after it are the same batches the uninterrupted job ran, so the output is
   byte for byte the same.
@@ -196,11 +200,6 @@ class _Producer:
             if rows == 0 and skip == 0:
                 self.report.short_inputs.append(str(path))
             self.report.inputs_done += 1
-
-
-def _raise(error: VggishError) -> Iterator[Block]:
-    raise error
-    yield  # pragma: no cover - makes this a generator
 
 
 def _subset(block: Block, keep: np.ndarray) -> Block:

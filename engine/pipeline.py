@@ -17,7 +17,7 @@ processes fed from this one producer through shared memory were slower
 (152,580 against 174,579 examples/s in fp32), since every batch then costs
 one more copy. Only fully
 independent processes, each reading its own input, scaled 2x; that is a job
-sharded by input, not a different pipeline. Sessions are created one after
+sharded by input (engine.shards runs this pipeline in each such process). Sessions are created one after
 another in the calling thread before the workers start (session creation holds
 the GIL).
 """
