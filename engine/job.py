@@ -41,7 +41,7 @@ from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.shards import Unit, plan_units, run_units
-from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, spectrogram_blocks
+from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, skip_rows, spectrogram_blocks
 from vggish_rt.engine.store import PartialStore, Rows
 
 Progress = Callable[[int], None]
@@ -181,15 +181,7 @@ class _Producer:
             skip = self.first_example if number == self.first_source else 0
             rows = 0
             try:
-                for block in blocks:
-                    if skip:
-                        keep = block.index >= skip
-                        kept = _subset(block, keep) if keep.any() else None
-                        if block.release is not None:  # _subset copied what it keeps
-                            block.release()
-                        if kept is None:
-                            continue
-                        block = kept
+                for block in skip_rows(blocks, skip):
                     rows += len(block)
                     yield block, self.meta(number, block.index), number
             except VggishError as exc:
@@ -200,12 +192,6 @@ class _Producer:
             if rows == 0 and skip == 0:
                 self.report.short_inputs.append(str(path))
             self.report.inputs_done += 1
-
-
-def _subset(block: Block, keep: np.ndarray) -> Block:
-    return Block(block.source, block.index[keep], block.start_s[keep], block.end_s[keep],
-                 None if block.windows is None else block.windows[keep],
-                 None if block.examples is None else block.examples[keep])
 
 
 def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOptions,

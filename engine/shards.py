@@ -33,7 +33,7 @@ import numpy as np
 from vggish_rt.engine.decoding import DecodePool, _exit_with, default_workers
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
-from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, spectrogram_blocks
+from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, skip_rows, spectrogram_blocks
 from vggish_rt.engine.store import Rows
 
 UNIT_ROWS = 8192        # spectrogram rows a unit (a multiple of the 256-row chunks the job reads)
@@ -75,18 +75,7 @@ def _unit_blocks(unit: Unit, chunk: int, blocks: Iterator[Block] | None) -> Iter
     """A unit's blocks, rows before ``skip`` dropped (copies kept, shared memory given back)."""
     if blocks is None:
         blocks = spectrogram_blocks(Path(unit.path), chunk, unit.start, unit.stop)
-    for block in blocks:
-        keep = block.index >= unit.skip
-        if keep.all():
-            yield block
-            continue
-        kept = Block(block.source, block.index[keep], block.start_s[keep], block.end_s[keep],
-                     None if block.windows is None else block.windows[keep],
-                     None if block.examples is None else block.examples[keep])
-        if block.release is not None:
-            block.release()
-        if len(kept):
-            yield kept
+    return skip_rows(blocks, unit.skip)
 
 
 def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: WindowOptions, chunk: int,

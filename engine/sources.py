@@ -7,7 +7,7 @@ input's size.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +83,20 @@ def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int
             raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold NaN or Inf")
         nan = np.full(len(examples), np.nan)
         yield Block(source, np.arange(first, first + len(examples)), nan, nan, examples=examples)
+
+
+def skip_rows(blocks: Iterable[Block], skip: int) -> Iterator[Block]:
+    """``blocks`` without the rows whose example index is below ``skip`` (a resumed job's first input). A block
+    that loses rows is copied, and the memory it viewed given back (``release``)."""
+    for block in blocks:
+        keep = block.index >= skip
+        if keep.all():
+            yield block
+            continue
+        kept = Block(block.source, block.index[keep], block.start_s[keep], block.end_s[keep],
+                     None if block.windows is None else block.windows[keep],
+                     None if block.examples is None else block.examples[keep])
+        if block.release is not None:
+            block.release()
+        if len(kept):
+            yield kept
