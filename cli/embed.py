@@ -169,7 +169,10 @@ def postprocess_command(
 ) -> None:
     """PCA, whitening and 8-bit quantization exactly as the reference's Postprocessor."""
     from vggish_rt.engine.arrays import load_embeddings, save_npy_atomic
+    from vggish_rt.engine.formats import refuse_overwriting_inputs
     from vggish_rt.engine.postprocess import Postprocessor
+
+    refuse_overwriting_inputs([out], [embeddings, *([pca_params] if pca_params is not None else [])])
 
     if pca_params is not None:
         postprocessor = Postprocessor.from_file(pca_params)
@@ -192,7 +195,10 @@ def fit_pca(
 ) -> None:
     """Fit PCA with whitening on embeddings, in the layout of vggish_pca_params.npz."""
     from vggish_rt.engine.arrays import load_embeddings, write_bytes_atomic
+    from vggish_rt.engine.formats import refuse_overwriting_inputs
     from vggish_rt.engine.postprocess import PcaFitter, pca_params_bytes
+
+    refuse_overwriting_inputs([out], [embeddings])
 
     array = load_embeddings(embeddings)
     fitter = PcaFitter()

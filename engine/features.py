@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.engine.formats import check_output, finish
+from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.sources import WindowOptions, audio_blocks
 from vggish_rt.engine.store import PartialStore, Rows
@@ -15,6 +15,7 @@ from vggish_rt.engine.store import PartialStore, Rows
 def write_features(sources: list[Path], out: Path, options: WindowOptions = WindowOptions()) -> int:
     """Write float32 [N,96,64] examples to ``out`` (.npy) and ``out.index.csv``; returns N."""
     check_output(Path(out), formats=(".npy",))
+    refuse_overwriting_inputs([Path(out), index_path(Path(out))], sources)
     store = PartialStore(Path(out), {"features": True}, (params.NUM_FRAMES, params.NUM_BANDS), np.float32)
     store.create()
     try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -40,6 +40,29 @@ CHUNK_BYTES = 4 * 2**20     # rows of any other shape (log-mel features) are rea
 
 def index_path(out: Path) -> Path:
     return out.with_name(out.name + ".index.csv")
+
+
+def refuse_overwriting_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
+    """Refuse, before any work, an output that is one of the inputs: the same file under any name (the same
+    path, ``./d/../x``, a symbolic or a hard link), compared by device and inode."""
+    existing: dict[tuple[int, int], Path] = {}
+    for output in outputs:
+        try:
+            status = os.stat(output)
+        except OSError:  # not there yet: it cannot be an input
+            continue
+        existing[(status.st_dev, status.st_ino)] = output
+    if not existing:
+        return
+    for source in inputs:
+        try:
+            status = os.stat(source)
+        except OSError:
+            continue
+        output = existing.get((status.st_dev, status.st_ino))
+        if output is not None:
+            raise VggishError(f"--out {output}: is the input {source} (the same file); refusing to write over an "
+                              "input")
 
 
 def check_output(out: Path, formats: tuple[str, ...] = FORMATS) -> None:

@@ -36,7 +36,7 @@ from vggish_rt.engine import params
 from vggish_rt.engine.decoding import DecodePool, to_examples
 from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import VggishError
-from vggish_rt.engine.formats import check_output, finish
+from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
@@ -206,6 +206,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         raise VggishError(f"--on-error {options.on_error!r}: expected fail or skip")
     out = Path(out)
     check_output(out)
+    refuse_overwriting_inputs([out, index_path(out), failures_path(out)], sources)
     if out.suffix.lower() == ".tfrecord" and (options.postprocessor is None or options.pool != "none"):
         raise VggishError("--out .tfrecord holds quantized embeddings per example: use it with --postprocess "
                           "and without --pool")

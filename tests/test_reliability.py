@@ -234,3 +234,24 @@ def test_disk_full_mid_write_keeps_previous_output_and_says_so(tiny_model, tmp_p
     assert reference.returncode == 0
     if suffix != ".parquet":  # Parquet files record their writer's settings, not the rows' history
         assert out.read_bytes() == (tmp_path / f"ref{suffix}").read_bytes()
+
+
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny_model, tmp_path):
+    """The same file by path, through ``d/..``, by symbolic and by hard link, as the output or its index:
+    exit 2 and one error line before any work, the input byte for byte as it was."""
+    data = tmp_path / "x.dat"
+    spectrogram_dat(data, 3)
+    np.save(tmp_path / "e.npy", np.random.default_rng(0).normal(size=(4, 128)).astype(np.float32))
+    (tmp_path / "d").mkdir()
+    os.link(data, tmp_path / "hard.dat")
+    os.symlink(data, tmp_path / "soft.dat")
+    os.link(data, tmp_path / "y.npy.index.csv")  # the index of --out y.npy would write over the input
+    before = data.read_bytes(), (tmp_path / "e.npy").read_bytes()
+    embed = ["embed", data, "--model", tiny_model, "--device", "cpu", "--out"]
+    cases = [[*embed, data], [*embed, tmp_path / "d" / ".." / "x.dat"], [*embed, tmp_path / "hard.dat"],
+             [*embed, tmp_path / "soft.dat"], [*embed, tmp_path / "y.npy"],
+             ["postprocess", tmp_path / "e.npy", "--model", tiny_model, "--out", tmp_path / "e.npy"],
+             ["fit-pca", tmp_path / "e.npy", "--out", tmp_path / "e.npy"]]
+    for case in cases:
+        assert_one_line_error(run_cli(*case), "refusing to write over an input")
+        assert (data.read_bytes(), (tmp_path / "e.npy").read_bytes()) == before, case
