@@ -66,12 +66,14 @@ def refuse_overwriting_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -
 
 
 def check_output(out: Path, formats: tuple[str, ...] = FORMATS) -> None:
-    """Refuse an unknown suffix or a missing directory before any work starts."""
+    """Refuse an unknown suffix, a missing directory or a directory as the output before any work starts."""
     suffix = out.suffix.lower()
     if suffix not in formats:
         raise VggishError(f"--out {out}: unknown output format {out.suffix!r} (use {', '.join(formats)})")
     if not out.parent.is_dir():
         raise VggishError(f"--out {out}: directory {out.parent} does not exist")
+    if out.is_dir():
+        raise VggishError(f"--out {out}: is a directory; name a file (its suffix picks the format)")
 
 
 Chunks = Iterator[tuple[np.ndarray, "pa.Table"]]  # (values [k, ...], index fields as strings [k]; store.read_rows)

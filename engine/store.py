@@ -20,6 +20,7 @@ removes the store.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -136,10 +137,33 @@ class PartialStore:
         self.position: dict[str, Any] = {}
         self._rows_file: io.BufferedWriter | None = None
         self._index_file: io.TextIOWrapper | None = None
+        self._lock_file: io.TextIOWrapper | None = None
 
     # -- opening ---------------------------------------------------------------
+    def _lock(self) -> None:
+        """Hold ``<out>.lock`` (an flock, let go by the kernel when this process ends, kill -9 included) for as
+        long as this store is open: a second job writing the same output stops here, before it touches the
+        first one's store."""
+        lock_path = self.out.with_name(self.out.name + ".lock")
+        try:
+            handle = open(lock_path, "a+")
+        except OSError as exc:
+            raise VggishError(f"{self.out}: cannot write ({exc.strerror})") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise VggishError(f"--out {self.out}: another job is writing it now (it holds {lock_path}); wait for "
+                              "it to end, or name another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
     def create(self) -> None:
         """Start a new store, replacing any left over from an earlier run."""
+        self._lock()
         if self.path.exists():
             shutil.rmtree(self.path)
         try:
@@ -155,6 +179,15 @@ class PartialStore:
 
         Raises VggishError when there is nothing to resume or it belongs to another job.
         """
+        self._lock()
+        try:
+            return self._reopen()
+        except VggishError:
+            self.close()
+            self._unlock_file()
+            raise
+
+    def _reopen(self) -> dict[str, Any]:
         journal_file = self.path / "journal.json"
         if not journal_file.is_file():
             raise VggishError(f"--resume: no unfinished job for {self.out} (no {journal_file})")
@@ -243,12 +276,19 @@ class PartialStore:
 
     # -- ending ----------------------------------------------------------------
     def close(self) -> None:
-        for handle in (self._rows_file, self._index_file):
+        """Close the files and let go of the output's lock (the store stays for a --resume)."""
+        for handle in (self._rows_file, self._index_file, self._lock_file):
             if handle is not None and not handle.closed:
                 handle.close()
 
     def discard(self) -> None:
-        """Remove the store (after a clean finish, or an error without --resume in view)."""
+        """Remove the store and its lock file (after a clean finish, or an error without --resume in view)."""
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
+        self._unlock_file()
+
+    def _unlock_file(self) -> None:
+        """Remove ``<out>.lock`` if this store held it."""
+        if self._lock_file is not None:
+            self.out.with_name(self.out.name + ".lock").unlink(missing_ok=True)
 

@@ -255,3 +255,26 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny_model, tm
     for case in cases:
         assert_one_line_error(run_cli(*case), "refusing to write over an input")
         assert (data.read_bytes(), (tmp_path / "e.npy").read_bytes()) == before, case
+
+
+def test_a_second_job_on_the_same_output_is_refused_and_the_first_finishes(demo_model, tmp_path):
+    spectrogram_dat(tmp_path / "spec.dat", 1500)  # about 15 s on 2 cores: the second job starts well within it
+    args = ["embed", tmp_path / "spec.dat", "--model", demo_model, "--device", "cpu", "--batch-size", "16",
+            "--commit-every", "0.01"]
+    out = tmp_path / "out.npy"
+    first = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_rows(out.with_name(out.name + ".partial"), 32, first)
+    assert_one_line_error(run_cli(*args, "--out", out), "another job is writing it")
+    assert_one_line_error(run_cli(*args, "--out", out, "--resume"), "another job is writing it")
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+    assert run_cli(*args, "--out", tmp_path / "ref.npy").returncode == 0
+    assert out.read_bytes() == (tmp_path / "ref.npy").read_bytes()
+    assert not out.with_name(out.name + ".lock").exists() and not out.with_name(out.name + ".partial").exists()
+
+
+def test_a_directory_as_the_output_is_refused_before_any_work(tiny_model, tmp_path):
+    spectrogram_dat(tmp_path / "x.dat", 2)
+    (tmp_path / "taken.npy").mkdir()
+    assert_one_line_error(run_cli("embed", tmp_path / "x.dat", "--model", tiny_model, "--device", "cpu",
+                                  "--out", tmp_path / "taken.npy"), "is a directory")
