@@ -73,7 +73,7 @@ def _slots(arena: mmap.mmap | memoryview, count: int, numpy_frontend: bool) -> n
     return flat.reshape(count, _SLOT_BYTES // 4)[:, : capacity * int(np.prod(shape))].reshape(count, capacity, *shape)
 
 
-def _exit_with(pid: int) -> None:
+def exit_with(pid: int) -> None:
     """End this process as soon as process ``pid`` has ended (kill -9 included): a thread waits on a Linux
     pidfd (polls once a second where there is none). A worker's parent is the forkserver, which lives as
     long as any worker does, so the parent-death signal cannot serve."""
@@ -112,7 +112,7 @@ def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, o
     """A worker process: decode each task's file into this worker's slots; see the module docstring.
 
     It ends with the main process ``job``, kill -9 included."""
-    _exit_with(job)
+    exit_with(job)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     with open(arena_path, "r+b") as f:
         arena = mmap.mmap(f.fileno(), slot_count * _SLOT_BYTES)

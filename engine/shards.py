@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from vggish_rt.engine.decoding import DecodePool, _exit_with, default_workers
+from vggish_rt.engine.decoding import DecodePool, exit_with, default_workers
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, skip_rows, spectrogram_blocks
@@ -82,7 +82,7 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
                     workers: int, tasks, results, job: int) -> None:
     """One device's share of the job (see the module docstring); reports ('ready'), ('rows', unit, ...),
     ('end', unit, rows, error or None), and ('error', message) for a failure of its own."""
-    _exit_with(job)
+    exit_with(job)
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle

@@ -8,7 +8,6 @@ import csv
 import os
 import random
 import resource
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from conftest import assert_one_line_error, run_cli, run_cli_peak_memory, write_tiny_model
 from corpus import bad_input_names, bad_inputs, bad_model_directories, odd_inputs, pickled_pca
-from test_job import spectrogram_dat, wait_for_rows
+from test_job import kill_at_rows, spectrogram_dat, wait_for_rows
 
 from vggish_rt.engine import Embedder
 
@@ -140,14 +139,7 @@ def test_kill_9_at_random_points_then_resume_is_byte_identical(demo_model, tmp_p
     assert reference.returncode == 0, reference.stderr
     points = sorted(random.Random(20261121).sample(range(0, 1100, 16), 4))
     out = tmp_path / "resumed.npy"
-    for number, kill_at in enumerate(points):
-        process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out),
-                                    *(["--resume"] if number else [])],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for_rows(out.with_name(out.name + ".partial"), kill_at, process)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        assert not out.exists(), f"output appeared before the job finished (kill at row {kill_at})"
+    kill_at_rows(args, out, tuple(points))
     resumed = run_cli(*args, "--out", out, "--resume")
     assert resumed.returncode == 0, (points, resumed.stderr)
     assert out.read_bytes() == (tmp_path / "ref.npy").read_bytes(), points
