@@ -14,6 +14,7 @@ import onnx
 from vggish_rt.engine import params
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.export.checkpoint import Checkpoint
+from vggish_rt.export.stand_ins import StandIns, shrink_fc
 
 OPSET = 17
 _TF_OUTPUT_NODE = params.TF_OUTPUT_TENSOR.split(":")[0]
@@ -46,17 +47,20 @@ def restore_and_freeze(checkpoint: Checkpoint, relu_output: bool, parity_inputs:
     return FrozenModel(graph_def, tf_outputs)
 
 
-def to_onnx(graph_def: object) -> onnx.ModelProto:
+def to_onnx(graph_def: object) -> tuple[onnx.ModelProto, StandIns]:
     """Convert a frozen VGGish GraphDef with tf2onnx: opset 17, dynamic batch,
     input ``features`` float32 [N,96,64], output ``embedding`` float32 [N,128].
 
-    tf2onnx spends most of its ~2 minutes (2 cores) copying the 289 MB of
-    weights between protobuf messages in its optimizer passes. Initializers are
-    renamed canonically afterwards (see ``canonical_initializer_names``).
+    tf2onnx copies every constant in each optimizer pass, so it converts the
+    graph with small stand-ins for the fc weights (export.stand_ins; this
+    changes ``graph_def`` in place). Returns that small model and the real
+    weights, which ``StandIns.put_back`` puts into it (or into a model derived
+    from it). Initializers are renamed canonically (``canonical_initializer_names``).
     """
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     import tf2onnx
 
+    stand_ins = shrink_fc(graph_def)
     model, _ = tf2onnx.convert.from_graph_def(
         graph_def,
         input_names=[params.TF_INPUT_TENSOR],
@@ -69,7 +73,7 @@ def to_onnx(graph_def: object) -> onnx.ModelProto:
     # tf2onnx names the batch dimension unk__N; give it a stable, meaningful name.
     for value in [*model.graph.input, *model.graph.output]:
         value.type.tensor_type.shape.dim[0].dim_param = "N"
-    return canonical_initializer_names(model)
+    return canonical_initializer_names(model), stand_ins
 
 
 def canonical_initializer_names(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.export.slim_graph import VARIABLE_SHAPES
+from vggish_rt.export.checkpoint import VARIABLE_SHAPES
 
 DEMO_SEED = 20200801
 

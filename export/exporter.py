@@ -1,13 +1,15 @@
 """``vggish-rt export``: checkpoint -> verified model directory.
 
 Order of work: check every input (checkpoint variables, PCA file, target
-directory) before the long steps; restore and freeze; convert; check parity
-against TensorFlow and refuse to write on failure; derive the float16 model;
-write everything into a staging directory that replaces the target at the end.
+directory) before the long steps; restore and freeze; convert (with small
+stand-ins for the fc weights, export.stand_ins); check parity against
+TensorFlow and refuse to write on failure; derive the float16, int8 and
+end-to-end models one at a time. Each file is written into a staging directory
+as soon as it is made and freed (peak memory stays near two copies of the
+weights); the staging directory replaces the target only when all is done.
 """
 from __future__ import annotations
 
-import gc
 import importlib.metadata
 import tempfile
 import time
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnxruntime import InferenceSession
 
 from vggish_rt.engine import params
 from vggish_rt.engine.embedder import E2E_FILES, E2E_PCA_FILE, NETWORK_FILES
@@ -26,14 +29,16 @@ from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameters, sha256_bytes, write_manifest
 from vggish_rt.engine.postprocess import PcaFitter, Postprocessor, load_pca_params, pca_params_bytes
 from vggish_rt.engine.windows import cut_windows
-from vggish_rt.export.checkpoint import Checkpoint, check_variables, locate_checkpoint, write_checkpoint
-from vggish_rt.export.convert import OPSET, restore_and_freeze, to_onnx
+from vggish_rt.export.checkpoint import Checkpoint, locate_checkpoint
+from vggish_rt.export.convert import OPSET
 from vggish_rt.export.precision import to_float16, to_int8
-from vggish_rt.export.demo import DEMO_SEED, demo_audio, demo_variables
+from vggish_rt.export.demo import DEMO_SEED, demo_audio
 from vggish_rt.export.frontend_graph import end_to_end, frontend_model
 from vggish_rt.export.postprocess_graph import ONNX_QUANTIZED, with_postprocessing
-from vggish_rt.export.parity import MAX_RELATIVE_ERROR, errors, parity_inputs, run_cases
+from vggish_rt.export.parity import MAX_RELATIVE_ERROR, cpu_session, errors, parity_inputs, run_cases
+from vggish_rt.export.stand_ins import StandIns
 from vggish_rt.export.staging import check_target, staged_directory
+from vggish_rt.export.tf_process import Converted, convert_in_child, require_export_extra
 
 Report = Callable[[str], None]
 # The model directory's file names are the engine's (the contract it reads).
@@ -46,102 +51,111 @@ E2E_MAX_LOG_MEL_ERROR, E2E_MAX_RELATIVE_ERROR = 1e-3, 1e-4
 def export_model(checkpoint_path: Path | str, out: Path, pca_params: Path | None = None,
                  relu_output: bool = False, report: Report = lambda _: None) -> dict[str, Any]:
     """Export a VGGish checkpoint (V1 or V2) into model directory ``out``; returns the manifest."""
+    require_export_extra()
     pca = load_pca_params(Path(pca_params)) if pca_params is not None else None
     check_target(Path(out))
     checkpoint = locate_checkpoint(checkpoint_path)
-    check_variables(checkpoint)
-    return _export(checkpoint, Path(out), pca, relu_output, pretrained=True, report=report)
+    converted = convert_in_child(checkpoint.prefix, relu_output, report)
+    return _export(checkpoint, converted, Path(out), pca, relu_output, pretrained=True, report=report)
 
 
 def export_demo(out: Path, relu_output: bool = False, report: Report = lambda _: None) -> dict[str, Any]:
     """Export the seeded demo model (NOT pretrained) and demo PCA params into ``out``."""
+    require_export_extra()
     check_target(Path(out))
     with tempfile.TemporaryDirectory(prefix="vggish-rt-demo-") as tmp:
-        report("writing the seeded demo checkpoint (He-scaled random weights, not pretrained)")
         path = Path(tmp) / "vggish_demo.ckpt"
-        write_checkpoint(path, demo_variables(), version=1)
-        checkpoint = locate_checkpoint(path)
-        return _export(checkpoint, Path(out), None, relu_output, pretrained=False, report=report)
+        converted = convert_in_child(path, relu_output, report, write_demo=True)
+        return _export(locate_checkpoint(path), converted, Path(out), None, relu_output, pretrained=False, report=report)
 
 
-def _export(checkpoint: Checkpoint, out: Path, pca: tuple[np.ndarray, np.ndarray] | None,
+def _export(checkpoint: Checkpoint, converted: Converted, out: Path, pca: tuple[np.ndarray, np.ndarray] | None,
             relu_output: bool, pretrained: bool, report: Report) -> dict[str, Any]:
     started = time.perf_counter()
-    cases = parity_inputs()
-    report(f"restoring {checkpoint.name} (V{checkpoint.version}) and freezing the graph")
-    frozen = restore_and_freeze(checkpoint, relu_output, cases)
-    report("converting with tf2onnx (about 2 minutes on 2 cores: it copies the 289 MB of weights many times)")
-    model = to_onnx(frozen.graph_def)
-    tf_outputs = frozen.tf_outputs
-    del frozen  # the frozen GraphDef holds another 289 MB
-    gc.collect()
+    network, weights, tf_outputs, cases = converted.network, converted.weights, converted.tf_outputs, parity_inputs()
     source = {"name": checkpoint.name, "sha256": checkpoint.sha256(), "version": checkpoint.version}
     info = {"pretrained": pretrained, "relu_output": relu_output, "source_checkpoint_sha256": source["sha256"]}
-    fp32 = _serialize(model, info, "float32")
-
-    report("checking parity: onnxruntime CPU against TensorFlow")
-    ort_outputs = run_cases(fp32, cases)
-    parity = {case: errors(ort_outputs[case], tf_outputs[case]) for case in cases}
-    worst = max(parity, key=lambda case: parity[case]["relative"])
-    if not parity[worst]["relative"] <= MAX_RELATIVE_ERROR:
-        raise VggishError(f"parity check failed: onnxruntime differs from TensorFlow by relative error "
-                          f"{parity[worst]['relative']:.3g} on the {worst} case (limit {MAX_RELATIVE_ERROR}); nothing written")
-
-    report("deriving the float16 model and measuring its error")
-    half = to_float16(model)
-    fp16 = _serialize(half, info, "float16")
-    fp16_outputs = run_cases(fp16, {"seeded": cases["seeded"]})
-    fp16_error = errors(fp16_outputs["seeded"], ort_outputs["seeded"])
-
-    report("quantizing to int8 (static QDQ, calibrated on log-mel examples of generated audio)")
-    int8_model, int8_record = _quantize(fp32, report)
-
-    report("composing the end-to-end models (frontend inside) and checking them against the NumPy frontend")
-    networks = {E2E_MODEL: (model, "float32"), E2E_FP16_MODEL: (half, "float16")}
-    if int8_model is not None:
-        networks[E2E_INT8_MODEL] = (int8_model, "int8")
-    e2e_models = {name: end_to_end(network) for name, (network, _) in networks.items()}
-    e2e = {name: _serialize(m, info, networks[name][1], "e2e") for name, m in e2e_models.items()}
-    e2e_parity = _check_end_to_end(e2e[E2E_MODEL], fp32)
-
-    if pca is None and not pretrained:
-        report("fitting demo PCA params on demo embeddings of generated audio")
-        pca = _fit_demo_pca(fp32)
-
-    files = {FP32_MODEL: fp32, FP16_MODEL: fp16, **e2e}
-    descriptions = {FP32_MODEL: _io_description(model, "fp32"), FP16_MODEL: _io_description(model, "fp16"),
-                    **{name: _io_description(m, PRECISION_NAMES[networks[name][1]]) for name, m in e2e_models.items()}}
-    if int8_model is not None:
-        files[INT8_MODEL] = _serialize(int8_model, info, "int8")
-        descriptions[INT8_MODEL] = _io_description(model, "int8")
-    if pca is not None:
-        files[PCA_FILE] = pca_params_bytes(*pca)
-        report("composing vggish.e2e.pca.onnx (PCA and 8-bit quantization inside) and checking it byte for byte")
-        e2e_pca = with_postprocessing(e2e_models[E2E_MODEL], *pca)
-        files[E2E_PCA_FILE] = _serialize(e2e_pca, info, "float32", "e2e_pca")
-        descriptions[E2E_PCA_FILE] = _io_description(e2e_pca, "fp32")
-        e2e_parity["pca_uint8_mismatches"] = _check_postprocessing(files[E2E_PCA_FILE], e2e[E2E_MODEL], pca)
-    manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "pretrained": pretrained, "demo": not pretrained, "relu_output": relu_output,
-        "output": "post-ReLU (pre-2020 reference)" if relu_output else "pre-activation (current reference)",
-        "source_checkpoint": source,
-        "files": {name: {"sha256": sha256_bytes(data), "bytes": len(data)} for name, data in files.items()},
-        "models": descriptions,
-        "frontend": frontend_parameters(),
-        "parity": {"fp32_vs_tensorflow": parity, "fp16_vs_fp32": fp16_error, "e2e_vs_numpy_frontend": e2e_parity,
-                   "int8_vs_fp32": int8_record,
-                   "limit_relative": MAX_RELATIVE_ERROR, "provider": "CPUExecutionProvider"},
-        "tools": _tool_versions(),
-        "opset": OPSET,
-    }
-    report(f"writing {out}")
     with staged_directory(out) as stage:
-        for name, data in files.items():
-            (stage / name).write_bytes(data)
+        files = _Files(stage, info, weights)
+        files.write_model(FP32_MODEL, network, "float32")
+        report("checking parity: onnxruntime CPU against TensorFlow")
+        fp32 = cpu_session(stage / FP32_MODEL)
+        ort_outputs = run_cases(fp32, cases)
+        parity = {case: errors(ort_outputs[case], tf_outputs[case]) for case in cases}
+        worst = max(parity, key=lambda case: parity[case]["relative"])
+        if not parity[worst]["relative"] <= MAX_RELATIVE_ERROR:
+            raise VggishError(f"parity check failed: onnxruntime differs from TensorFlow by relative error "
+                              f"{parity[worst]['relative']:.3g} on the {worst} case (limit {MAX_RELATIVE_ERROR}); nothing written")
+
+        report("deriving the float16 model and measuring its error")
+        half = to_float16(network)
+        files.write_model(FP16_MODEL, half, "float16")
+        fp16_error = errors(run_cases(cpu_session(stage / FP16_MODEL), {"seeded": cases["seeded"]})["seeded"],
+                            ort_outputs["seeded"])
+
+        report("quantizing to int8 (static QDQ, calibrated on log-mel examples of generated audio)")
+        int8_model, int8_record = _quantize(stage / FP32_MODEL, fp32, report)
+
+        report("composing the end-to-end models (frontend inside) and checking them against the NumPy frontend")
+        e2e = end_to_end(network)
+        files.write_model(E2E_MODEL, e2e, "float32", "e2e")
+        e2e_session = cpu_session(stage / E2E_MODEL)
+        e2e_parity = _check_end_to_end(e2e_session, fp32, network)
+        files.write_model(E2E_FP16_MODEL, end_to_end(half), "float16", "e2e")
+        del half
+        if int8_model is not None:
+            files.write_model(INT8_MODEL, int8_model, "int8", light=False)
+            files.write_model(E2E_INT8_MODEL, end_to_end(int8_model), "int8", "e2e", light=False)
+            del int8_model
+
+        if pca is None and not pretrained:
+            report("fitting demo PCA params on demo embeddings of generated audio")
+            pca = _fit_demo_pca(fp32)
+        del fp32
+        if pca is not None:
+            files.write(PCA_FILE, pca_params_bytes(*pca))
+            report("composing vggish.e2e.pca.onnx (PCA and 8-bit quantization inside) and checking it byte for byte")
+            files.write_model(E2E_PCA_FILE, with_postprocessing(e2e, *pca), "float32", "e2e_pca")
+            e2e_parity["pca_uint8_mismatches"] = _check_postprocessing(cpu_session(stage / E2E_PCA_FILE), e2e_session, pca)
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "pretrained": pretrained, "demo": not pretrained, "relu_output": relu_output,
+            "output": "post-ReLU (pre-2020 reference)" if relu_output else "pre-activation (current reference)",
+            "source_checkpoint": source,
+            "files": files.entries,
+            "models": files.models,
+            "frontend": frontend_parameters(),
+            "parity": {"fp32_vs_tensorflow": parity, "fp16_vs_fp32": fp16_error, "e2e_vs_numpy_frontend": e2e_parity,
+                       "int8_vs_fp32": int8_record,
+                       "limit_relative": MAX_RELATIVE_ERROR, "provider": "CPUExecutionProvider"},
+            "tools": _tool_versions(),
+            "opset": OPSET,
+        }
+        report(f"writing {out}")
         write_manifest(stage, manifest)
     report(f"done in {time.perf_counter() - started:.0f} s")
     return manifest
+
+
+class _Files:
+    """The model directory's files, each written into the staging directory as
+    soon as it is made (and then freed), with its checksum and size recorded."""
+
+    def __init__(self, stage: Path, info: dict[str, Any], weights: StandIns) -> None:
+        self.stage, self.info, self.weights = stage, info, weights
+        self.entries: dict[str, dict[str, Any]] = {}  # the manifest's "files"
+        self.models: dict[str, dict[str, Any]] = {}   # the manifest's "models"
+
+    def write_model(self, name: str, model: onnx.ModelProto, precision: str, kind: str = "network",
+                    light: bool = True) -> None:
+        """Write ``model``: one derived from the converted network (``light``: the
+        real fc weights are put back to serialize it), or a complete one."""
+        self.write(name, _serialize(self.weights.put_back(model) if light else model, self.info, precision, kind))
+        self.models[name] = _io_description(model, PRECISION_NAMES[precision])
+
+    def write(self, name: str, data: bytes) -> None:
+        (self.stage / name).write_bytes(data)
+        self.entries[name] = {"sha256": sha256_bytes(data), "bytes": len(data)}
 
 
 _WINDOWS_IN = (f"{params.ONNX_WAVEFORM}: float32 [N,15600] 16 kHz mono samples in [-1,1], "
@@ -182,11 +196,11 @@ def _serialize(model: onnx.ModelProto, info: dict[str, Any], precision: str, kin
     return stamped.SerializeToString()
 
 
-def _check_postprocessing(e2e_pca: bytes, e2e: bytes, pca: tuple[np.ndarray, np.ndarray]) -> int:
+def _check_postprocessing(e2e_pca: InferenceSession, e2e: InferenceSession, pca: tuple[np.ndarray, np.ndarray]) -> int:
     """vggish.e2e.pca.onnx against vggish.e2e.onnx + the NumPy post-processor on demo audio: every byte equal."""
-    windows = np.concatenate([cut_windows(clip) for clip in demo_audio(seed=DEMO_SEED + 4, clips=12, seconds=3.0)])
-    quantized = run_cases(e2e_pca, {"audio": windows}, params.ONNX_WAVEFORM)["audio"]
-    expected = Postprocessor(*pca).postprocess(run_cases(e2e, {"audio": windows}, params.ONNX_WAVEFORM)["audio"])
+    windows = {"audio": np.concatenate([cut_windows(clip) for clip in demo_audio(seed=DEMO_SEED + 4, clips=12, seconds=3.0)])}
+    quantized = run_cases(e2e_pca, windows, params.ONNX_WAVEFORM)["audio"]
+    expected = Postprocessor(*pca).postprocess(run_cases(e2e, windows, params.ONNX_WAVEFORM)["audio"])
     mismatches = int((quantized != expected).sum())
     if mismatches:
         raise VggishError(f"vggish.e2e.pca.onnx differs from the NumPy post-processor in {mismatches} of "
@@ -194,10 +208,10 @@ def _check_postprocessing(e2e_pca: bytes, e2e: bytes, pca: tuple[np.ndarray, np.
     return mismatches
 
 
-def _check_end_to_end(e2e: bytes, fp32: bytes) -> dict[str, Any]:
+def _check_end_to_end(e2e: InferenceSession, fp32: InferenceSession, network: onnx.ModelProto) -> dict[str, Any]:
     """The e2e model against the NumPy frontend + the network, on demo audio; refuses drift."""
     windows = np.concatenate([cut_windows(clip) for clip in demo_audio(seed=DEMO_SEED + 1, clips=12, seconds=3.0)])
-    frontend = frontend_model(OPSET, onnx.load_from_string(fp32).ir_version).SerializeToString()
+    frontend = cpu_session(frontend_model(OPSET, network.ir_version).SerializeToString())
     log_mel = run_cases(frontend, {"audio": windows}, params.ONNX_WAVEFORM)["audio"]
     reference_log_mel = log_mel_examples(windows)
     log_mel_error = float(np.abs(log_mel - reference_log_mel).max())
@@ -222,12 +236,12 @@ def _audio_examples(seed: int, clips: int, seconds: float) -> np.ndarray:
     return np.concatenate([log_mel_examples(cut_windows(clip)) for clip in demo_audio(seed, clips, seconds)])
 
 
-def _quantize(fp32: bytes, report: Report) -> tuple[onnx.ModelProto | None, dict[str, Any]]:
+def _quantize(fp32_file: Path, fp32: InferenceSession, report: Report) -> tuple[onnx.ModelProto | None, dict[str, Any]]:
     """The int8 network and its accuracy record, or (None, why) when int8 cannot hold the accuracy bounds."""
     calibration = _audio_examples(DEMO_SEED + 2, clips=48, seconds=3.0)
     held_out = _audio_examples(DEMO_SEED + 3, clips=24, seconds=3.0)
     try:
-        quantized, record = to_int8(fp32, calibration, held_out)
+        quantized, record = to_int8(fp32_file, calibration, held_out, run_cases(fp32, {"held_out": held_out})["held_out"])
     except ValueError as exc:
         report(f"int8 skipped: {exc}")
         return None, {"skipped": str(exc)}
@@ -236,7 +250,7 @@ def _quantize(fp32: bytes, report: Report) -> tuple[onnx.ModelProto | None, dict
     return onnx.load_from_string(quantized), record
 
 
-def _fit_demo_pca(fp32: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _fit_demo_pca(fp32: InferenceSession) -> tuple[np.ndarray, np.ndarray]:
     examples = _audio_examples(DEMO_SEED, clips=64, seconds=5.0)
     embeddings = run_cases(fp32, {"demo": examples})["demo"]
     fitter = PcaFitter()

@@ -5,6 +5,8 @@ and extreme inputs (large constants, alternating signs, wide uniform noise).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 
@@ -38,7 +40,12 @@ def errors(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
     return {"max_abs": max_abs, "relative": relative, "min_cosine": float(cosine.min())}
 
 
-def run_cases(model_bytes: bytes, cases: dict[str, np.ndarray], input_name: str = params.ONNX_FEATURES) -> dict[str, np.ndarray]:
-    """Run an ONNX model on onnxruntime's CPU provider over each case; case -> output."""
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+def cpu_session(model: bytes | Path) -> ort.InferenceSession:
+    """An onnxruntime CPU session on a model's bytes or file (default options)."""
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=["CPUExecutionProvider"])
+
+
+def run_cases(session: ort.InferenceSession, cases: dict[str, np.ndarray],
+              input_name: str = params.ONNX_FEATURES) -> dict[str, np.ndarray]:
+    """Run ``session`` over each case; case -> its first output."""
     return {case: session.run(None, {input_name: x})[0] for case, x in cases.items()}

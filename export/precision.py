@@ -1,10 +1,17 @@
 """Reduced-precision variants of an exported ONNX model (no TensorFlow needed)."""
 from __future__ import annotations
 
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import onnx
 
 from vggish_rt.engine import params
+from vggish_rt.export.parity import cpu_session, run_cases
 
 
 def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -37,20 +44,18 @@ INT8_FALLBACK_ORDER = ("vggish/conv1/BiasAdd", "vggish/fc2/MatMul", "vggish/fc1/
 INT8_MIN_MEAN_COSINE, INT8_MIN_WORST_COSINE = 0.99, 0.98
 
 
-def to_int8(model: bytes, calibration: np.ndarray, held_out: np.ndarray) -> tuple[bytes, dict]:
-    """Static QDQ int8 quantization with onnxruntime's tools, checked against the float model.
+def to_int8(model: Path, calibration: np.ndarray, held_out: np.ndarray, reference: np.ndarray) -> tuple[bytes, dict]:
+    """Static QDQ int8 quantization of the float32 model file ``model`` with
+    onnxruntime's tools, checked against the float model.
 
     ``calibration`` and ``held_out``: float32 log-mel examples [N,96,64] of audio
-    (not random values). Weights int8 per channel (7-bit range, safe on CPUs
+    (not random values); ``reference``: the float model's embeddings [N,128] of
+    ``held_out``. Weights int8 per channel (7-bit range, safe on CPUs
     without VNNI), activations uint8 (onnxruntime's fast u8s8 path on x86),
     MinMax calibration. Layers of INT8_FALLBACK_ORDER are kept in float, one at a
     time, until embeddings on ``held_out`` have mean cosine >= 0.99 and worst
     >= 0.98 against float32. Returns (model bytes, accuracy record).
     """
-    import tempfile
-    from pathlib import Path
-
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Examples(CalibrationDataReader):
@@ -61,24 +66,31 @@ def to_int8(model: bytes, calibration: np.ndarray, held_out: np.ndarray) -> tupl
             batch = next(self.batches, None)
             return None if batch is None else {params.ONNX_FEATURES: np.ascontiguousarray(batch, np.float32)}
 
-    def embed(data: bytes) -> np.ndarray:
-        return ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {params.ONNX_FEATURES: held_out})[0]
-
-    reference = embed(model)
     record: dict = {}
     with tempfile.TemporaryDirectory(prefix="vggish-rt-int8-") as tmp:
-        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        source.write_bytes(model)
+        target = Path(tmp) / "int8.onnx"
         for kept in range(len(INT8_FALLBACK_ORDER) + 1):
             excluded = list(INT8_FALLBACK_ORDER[:kept])
-            quantize_static(str(source), str(target), Examples(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv", "MatMul"], nodes_to_exclude=excluded)
+            with _root_log_errors_only():  # the tool's advice to pre-process is a warning on the root logger
+                quantize_static(str(model), str(target), Examples(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                op_types_to_quantize=["Conv", "MatMul"], nodes_to_exclude=excluded)
             quantized = target.read_bytes()
-            got = embed(quantized)
+            got = run_cases(cpu_session(quantized), {"held_out": held_out})["held_out"]
             cosine = (got * reference).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(reference, axis=1))
             record = {"mean_cosine": float(cosine.mean()), "worst_cosine": float(cosine.min()),
                       "kept_in_float": excluded, "examples": len(held_out), "calibration_examples": len(calibration)}
             if record["mean_cosine"] >= INT8_MIN_MEAN_COSINE and record["worst_cosine"] >= INT8_MIN_WORST_COSINE:
                 return quantized, record
     raise ValueError(f"int8 quantization keeps losing accuracy even with {excluded} in float: {record}")
+
+
+@contextlib.contextmanager
+def _root_log_errors_only() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)

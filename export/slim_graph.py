@@ -18,18 +18,6 @@ tf = tf_v1()
 
 INIT_STDDEV = 0.01  # the reference's weight initialiser; overwritten by any restore
 
-# The released checkpoint's variables (weights HWIO for convs, [in, out] for fc).
-VARIABLE_SHAPES: dict[str, tuple[int, ...]] = {}
-for _scope, _shape in [
-    ("conv1", (3, 3, 1, 64)), ("conv2", (3, 3, 64, 128)),
-    ("conv3/conv3_1", (3, 3, 128, 256)), ("conv3/conv3_2", (3, 3, 256, 256)),
-    ("conv4/conv4_1", (3, 3, 256, 512)), ("conv4/conv4_2", (3, 3, 512, 512)),
-    ("fc1/fc1_1", (12288, 4096)), ("fc1/fc1_2", (4096, 4096)), ("fc2", (4096, 128)),
-]:
-    VARIABLE_SHAPES[f"vggish/{_scope}/weights"] = _shape
-    VARIABLE_SHAPES[f"vggish/{_scope}/biases"] = (_shape[-1],)
-
-
 def define_vggish_slim(features_tensor: tf.Tensor | None = None, training: bool = False,
                        relu_output: bool = False) -> tf.Tensor:
     """Define VGGish in the default graph; returns the op ``vggish/embedding``.

@@ -49,7 +49,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, 
 
 def random_variables(seed: int) -> dict[str, np.ndarray]:
     """He-scaled random weights in the released layout (independent of the demo's generator)."""
-    from vggish_rt.export.slim_graph import VARIABLE_SHAPES
+    from vggish_rt.export.checkpoint import VARIABLE_SHAPES
 
     rng = np.random.default_rng(seed)
     out = {}
