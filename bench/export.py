@@ -15,7 +15,7 @@ Cases:
 Peak RSS is the largest sum, over one sample, of the resident memory of the
 command and every descendant (/proc, sampled every 10 ms; a child that lives
 less than that can be missed). Stages are the lines the command reports on
-stderr, each timed from its line to the next. ``--reference DIR``: the
+stderr, each timed (and its peak taken) from its line to the next. ``--reference DIR``: the
 ``--work`` of an earlier run (perhaps of older code), whose ``model-<case>``
 directories were exported from the same checkpoints (the seeded ones are
 always the same): the two manifests are compared whole (every file's sha256,
@@ -56,11 +56,11 @@ def timed_export(arguments: list[str]) -> dict:
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", "export", *arguments],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = [0]
+    samples: list[tuple[float, int]] = []  # (seconds since start, tree RSS bytes)
 
     def sample() -> None:
         while process.poll() is None:
-            peak[0] = max(peak[0], tree_rss(process.pid))
+            samples.append((time.perf_counter() - started, tree_rss(process.pid)))
             time.sleep(0.01)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -73,8 +73,13 @@ def timed_export(arguments: list[str]) -> dict:
     wall = time.perf_counter() - started
     sampler.join()
     marks = [(0.0, "start: interpreter and imports"), *stages, (wall, "end")]
-    return {"wall_s": round(wall, 2), "peak_rss_gb": round(peak[0] / 1e9, 3), "returncode": process.returncode,
-            "stages": [{"stage": text, "s": round(marks[i + 1][0] - at, 2)} for i, (at, text) in enumerate(marks[:-1])],
+
+    def peak_gb(start: float, end: float) -> float:
+        return round(max((rss for at, rss in samples if start <= at < end), default=0) / 1e9, 3)
+
+    return {"wall_s": round(wall, 2), "peak_rss_gb": peak_gb(0.0, wall), "returncode": process.returncode,
+            "stages": [{"stage": text, "s": round(marks[i + 1][0] - at, 2), "peak_rss_gb": peak_gb(at, marks[i + 1][0])}
+                       for i, (at, text) in enumerate(marks[:-1])],
             "stdout": stdout.strip()}
 
 
@@ -124,7 +129,7 @@ def main() -> None:
                   + (f", same manifest as {reference}: {result['same_manifest_as_reference']}"
                      if "same_manifest_as_reference" in result else ""), flush=True)
             for stage in result["stages"]:
-                print(f"    {stage['s']:6.2f} s  {stage['stage']}")
+                print(f"    {stage['s']:6.2f} s  {stage['peak_rss_gb']:5.2f} GB  {stage['stage']}")
     record = {"machine": f"{os.cpu_count()} cores", "results": results}
     if args.out:
         args.out.write_text(json.dumps(record, indent=2) + "\n")

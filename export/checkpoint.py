@@ -92,16 +92,20 @@ def check_variables(checkpoint: Checkpoint) -> None:
 
 
 def write_checkpoint(path: Path, variables: dict[str, np.ndarray], version: int = 1) -> None:
-    """Save float32 ``variables`` (name -> array) as a V1 or V2 checkpoint at ``path``."""
+    """Save float32 ``variables`` (name -> array) as a V1 or V2 checkpoint at ``path``.
+
+    TensorFlow's own save ops (Save for V1, SaveV2), fed the arrays: the bytes
+    are those tf.train.Saver writes, without variables, assignments or the
+    gigabyte of oneDNN buffers they leave in the process.
+    """
     tf = tf_v1()
+    names = sorted(variables)
     graph = tf.Graph()
     with graph.as_default(), tf.Session(graph=graph) as session:
-        # Variables start as zeros and are fed their values: embedding 289 MB of
-        # constants in the graph instead costs tens of seconds of protobuf copies.
-        tf_vars = [tf.Variable(tf.zeros(value.shape, tf.float32), name=name) for name, value in variables.items()]
-        session.run(tf.variables_initializer(tf_vars))
-        for var, value in zip(tf_vars, variables.values()):
-            feed = tf.placeholder(tf.float32, value.shape)
-            session.run(var.assign(feed), {feed: np.asarray(value, np.float32)})
-        saver = tf.train.Saver(tf_vars, write_version=tf.train.SaverDef.V1 if version == 1 else tf.train.SaverDef.V2)
-        saver.save(session, str(path), write_meta_graph=False, write_state=False)
+        tensors = [tf.placeholder(tf.float32, variables[name].shape) for name in names]
+        if version == 1:
+            save = tf.raw_ops.Save(filename=str(path), tensor_names=names, data=tensors)
+        else:
+            save = tf.raw_ops.SaveV2(prefix=str(path), tensor_names=names, shape_and_slices=[""] * len(names),
+                                     tensors=tensors)
+        session.run(save, {tensor: np.asarray(variables[name], np.float32) for tensor, name in zip(tensors, names)})

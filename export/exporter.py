@@ -14,28 +14,26 @@ import importlib.metadata
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-from onnxruntime import InferenceSession
 
 from vggish_rt.engine import params
 from vggish_rt.engine.embedder import E2E_FILES, E2E_PCA_FILE, NETWORK_FILES
 from vggish_rt.engine.errors import VggishError
-from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameters, sha256_bytes, write_manifest
-from vggish_rt.engine.postprocess import PcaFitter, Postprocessor, load_pca_params, pca_params_bytes
-from vggish_rt.engine.windows import cut_windows
+from vggish_rt.engine.postprocess import PcaFitter, load_pca_params, pca_params_bytes
 from vggish_rt.export.checkpoint import Checkpoint, locate_checkpoint
+from vggish_rt.export.checks import CheckInputs, check_end_to_end, check_postprocessing
 from vggish_rt.export.convert import OPSET
 from vggish_rt.export.precision import to_float16, to_int8
-from vggish_rt.export.demo import DEMO_SEED, demo_audio
-from vggish_rt.export.frontend_graph import end_to_end, frontend_model
+from vggish_rt.export.frontend_graph import end_to_end
 from vggish_rt.export.postprocess_graph import ONNX_QUANTIZED, with_postprocessing
-from vggish_rt.export.parity import MAX_RELATIVE_ERROR, cpu_session, errors, parity_inputs, run_cases
+from vggish_rt.export.parity import MAX_RELATIVE_ERROR, cpu_session, errors, run_cases
 from vggish_rt.export.stand_ins import StandIns
 from vggish_rt.export.staging import check_target, staged_directory
 from vggish_rt.export.tf_process import Converted, convert_in_child, require_export_extra
@@ -45,7 +43,6 @@ Report = Callable[[str], None]
 FP32_MODEL, FP16_MODEL, INT8_MODEL = (NETWORK_FILES[p] for p in ("fp32", "fp16", "int8"))
 E2E_MODEL, E2E_FP16_MODEL, E2E_INT8_MODEL = (E2E_FILES[p] for p in ("fp32", "fp16", "int8"))
 PRECISION_NAMES = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
-E2E_MAX_LOG_MEL_ERROR, E2E_MAX_RELATIVE_ERROR = 1e-3, 1e-4
 
 
 def export_model(checkpoint_path: Path | str, out: Path, pca_params: Path | None = None,
@@ -55,27 +52,35 @@ def export_model(checkpoint_path: Path | str, out: Path, pca_params: Path | None
     pca = load_pca_params(Path(pca_params)) if pca_params is not None else None
     check_target(Path(out))
     checkpoint = locate_checkpoint(checkpoint_path)
-    converted = convert_in_child(checkpoint.prefix, relu_output, report)
-    return _export(checkpoint, converted, Path(out), pca, relu_output, pretrained=True, report=report)
+    with ThreadPoolExecutor(1) as background:
+        inputs = background.submit(CheckInputs.make, demo=False)
+        converted = convert_in_child(checkpoint.prefix, relu_output, report)
+        return _export(checkpoint, converted, inputs.result(), Path(out), pca, relu_output, pretrained=True, report=report)
 
 
 def export_demo(out: Path, relu_output: bool = False, report: Report = lambda _: None) -> dict[str, Any]:
     """Export the seeded demo model (NOT pretrained) and demo PCA params into ``out``."""
     require_export_extra()
     check_target(Path(out))
-    with tempfile.TemporaryDirectory(prefix="vggish-rt-demo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vggish-rt-demo-") as tmp, ThreadPoolExecutor(1) as background:
         path = Path(tmp) / "vggish_demo.ckpt"
+        inputs = background.submit(CheckInputs.make, demo=True)
         converted = convert_in_child(path, relu_output, report, write_demo=True)
-        return _export(locate_checkpoint(path), converted, Path(out), None, relu_output, pretrained=False, report=report)
+        return _export(locate_checkpoint(path), converted, inputs.result(), Path(out), None, relu_output,
+                       pretrained=False, report=report)
 
 
-def _export(checkpoint: Checkpoint, converted: Converted, out: Path, pca: tuple[np.ndarray, np.ndarray] | None,
-            relu_output: bool, pretrained: bool, report: Report) -> dict[str, Any]:
+def _export(checkpoint: Checkpoint, converted: Converted, inputs: CheckInputs, out: Path,
+            pca: tuple[np.ndarray, np.ndarray] | None, relu_output: bool, pretrained: bool,
+            report: Report) -> dict[str, Any]:
+    """onnxruntime's half. Sessions live one at a time where they can (each holds
+    the weights again), and int8 quantization, the longest step, runs in a
+    thread beside the float16 and end-to-end steps."""
     started = time.perf_counter()
-    network, weights, tf_outputs, cases = converted.network, converted.weights, converted.tf_outputs, parity_inputs()
+    network, weights, tf_outputs, cases = converted.network, converted.weights, converted.tf_outputs, inputs.cases
     source = {"name": checkpoint.name, "sha256": checkpoint.sha256(), "version": checkpoint.version}
     info = {"pretrained": pretrained, "relu_output": relu_output, "source_checkpoint_sha256": source["sha256"]}
-    with staged_directory(out) as stage:
+    with staged_directory(out) as stage, ThreadPoolExecutor(1) as background:
         files = _Files(stage, info, weights)
         files.write_model(FP32_MODEL, network, "float32")
         report("checking parity: onnxruntime CPU against TensorFlow")
@@ -86,6 +91,16 @@ def _export(checkpoint: Checkpoint, converted: Converted, out: Path, pca: tuple[
         if not parity[worst]["relative"] <= MAX_RELATIVE_ERROR:
             raise VggishError(f"parity check failed: onnxruntime differs from TensorFlow by relative error "
                               f"{parity[worst]['relative']:.3g} on the {worst} case (limit {MAX_RELATIVE_ERROR}); nothing written")
+        fp32_outputs = run_cases(fp32, {"held_out": inputs.held_out, "e2e": inputs.e2e_log_mel})
+        if pca is None and not pretrained:
+            report("fitting demo PCA params on demo embeddings of generated audio")
+            fitter = PcaFitter()
+            fitter.add(run_cases(fp32, {"demo": inputs.demo_pca_examples})["demo"])
+            pca = fitter.params()
+        del fp32
+
+        report("quantizing to int8 in the background (static QDQ, calibrated on log-mel examples of generated audio)")
+        int8 = background.submit(_quantize, stage / FP32_MODEL, inputs, fp32_outputs["held_out"], report)
 
         report("deriving the float16 model and measuring its error")
         half = to_float16(network)
@@ -93,30 +108,28 @@ def _export(checkpoint: Checkpoint, converted: Converted, out: Path, pca: tuple[
         fp16_error = errors(run_cases(cpu_session(stage / FP16_MODEL), {"seeded": cases["seeded"]})["seeded"],
                             ort_outputs["seeded"])
 
-        report("quantizing to int8 (static QDQ, calibrated on log-mel examples of generated audio)")
-        int8_model, int8_record = _quantize(stage / FP32_MODEL, fp32, report)
-
         report("composing the end-to-end models (frontend inside) and checking them against the NumPy frontend")
         e2e = end_to_end(network)
         files.write_model(E2E_MODEL, e2e, "float32", "e2e")
         e2e_session = cpu_session(stage / E2E_MODEL)
-        e2e_parity = _check_end_to_end(e2e_session, fp32, network)
+        e2e_parity = check_end_to_end(e2e_session, inputs, fp32_outputs["e2e"], network.ir_version, OPSET)
+        if pca is not None:
+            pca_embeddings = run_cases(e2e_session, {"audio": inputs.pca_windows}, params.ONNX_WAVEFORM)["audio"]
+        del e2e_session
         files.write_model(E2E_FP16_MODEL, end_to_end(half), "float16", "e2e")
         del half
-        if int8_model is not None:
-            files.write_model(INT8_MODEL, int8_model, "int8", light=False)
-            files.write_model(E2E_INT8_MODEL, end_to_end(int8_model), "int8", "e2e", light=False)
-            del int8_model
 
-        if pca is None and not pretrained:
-            report("fitting demo PCA params on demo embeddings of generated audio")
-            pca = _fit_demo_pca(fp32)
-        del fp32
         if pca is not None:
             files.write(PCA_FILE, pca_params_bytes(*pca))
             report("composing vggish.e2e.pca.onnx (PCA and 8-bit quantization inside) and checking it byte for byte")
             files.write_model(E2E_PCA_FILE, with_postprocessing(e2e, *pca), "float32", "e2e_pca")
-            e2e_parity["pca_uint8_mismatches"] = _check_postprocessing(cpu_session(stage / E2E_PCA_FILE), e2e_session, pca)
+            e2e_parity["pca_uint8_mismatches"] = check_postprocessing(cpu_session(stage / E2E_PCA_FILE), inputs,
+                                                                      pca_embeddings, pca)
+        int8_model, int8_record = int8.result()
+        if int8_model is not None:
+            files.write_model(INT8_MODEL, int8_model, "int8", light=False)
+            files.write_model(E2E_INT8_MODEL, end_to_end(int8_model), "int8", "e2e", light=False)
+            del int8_model
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "pretrained": pretrained, "demo": not pretrained, "relu_output": relu_output,
@@ -149,8 +162,11 @@ class _Files:
     def write_model(self, name: str, model: onnx.ModelProto, precision: str, kind: str = "network",
                     light: bool = True) -> None:
         """Write ``model``: one derived from the converted network (``light``: the
-        real fc weights are put back to serialize it), or a complete one."""
-        self.write(name, _serialize(self.weights.put_back(model) if light else model, self.info, precision, kind))
+        real fc weights go into its bytes as they are written), or a complete one."""
+        data = _serialize(model, self.info, precision, kind)
+        with open(self.stage / name, "wb") as file:
+            sha256, size = self.weights.write_real(data, file) if light else (sha256_bytes(data), file.write(data))
+        self.entries[name] = {"sha256": sha256, "bytes": size}
         self.models[name] = _io_description(model, PRECISION_NAMES[precision])
 
     def write(self, name: str, data: bytes) -> None:
@@ -196,33 +212,6 @@ def _serialize(model: onnx.ModelProto, info: dict[str, Any], precision: str, kin
     return stamped.SerializeToString()
 
 
-def _check_postprocessing(e2e_pca: InferenceSession, e2e: InferenceSession, pca: tuple[np.ndarray, np.ndarray]) -> int:
-    """vggish.e2e.pca.onnx against vggish.e2e.onnx + the NumPy post-processor on demo audio: every byte equal."""
-    windows = {"audio": np.concatenate([cut_windows(clip) for clip in demo_audio(seed=DEMO_SEED + 4, clips=12, seconds=3.0)])}
-    quantized = run_cases(e2e_pca, windows, params.ONNX_WAVEFORM)["audio"]
-    expected = Postprocessor(*pca).postprocess(run_cases(e2e, windows, params.ONNX_WAVEFORM)["audio"])
-    mismatches = int((quantized != expected).sum())
-    if mismatches:
-        raise VggishError(f"vggish.e2e.pca.onnx differs from the NumPy post-processor in {mismatches} of "
-                          f"{expected.size} bytes on demo audio; nothing written")
-    return mismatches
-
-
-def _check_end_to_end(e2e: InferenceSession, fp32: InferenceSession, network: onnx.ModelProto) -> dict[str, Any]:
-    """The e2e model against the NumPy frontend + the network, on demo audio; refuses drift."""
-    windows = np.concatenate([cut_windows(clip) for clip in demo_audio(seed=DEMO_SEED + 1, clips=12, seconds=3.0)])
-    frontend = cpu_session(frontend_model(OPSET, network.ir_version).SerializeToString())
-    log_mel = run_cases(frontend, {"audio": windows}, params.ONNX_WAVEFORM)["audio"]
-    reference_log_mel = log_mel_examples(windows)
-    log_mel_error = float(np.abs(log_mel - reference_log_mel).max())
-    embedding_error = errors(run_cases(e2e, {"audio": windows}, params.ONNX_WAVEFORM)["audio"],
-                             run_cases(fp32, {"audio": reference_log_mel})["audio"])
-    if log_mel_error > E2E_MAX_LOG_MEL_ERROR or embedding_error["relative"] > E2E_MAX_RELATIVE_ERROR:
-        raise VggishError(f"end-to-end model check failed: log-mel error {log_mel_error:.3g} (limit {E2E_MAX_LOG_MEL_ERROR}), "
-                          f"embedding relative error {embedding_error['relative']:.3g} (limit {E2E_MAX_RELATIVE_ERROR})")
-    return {"log_mel_max_abs": log_mel_error, "embedding": embedding_error, "examples": len(windows)}
-
-
 def _io_description(model: onnx.ModelProto, precision: str) -> dict[str, Any]:
     def describe(value: onnx.ValueInfoProto) -> dict[str, Any]:
         dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
@@ -231,31 +220,17 @@ def _io_description(model: onnx.ModelProto, precision: str) -> dict[str, Any]:
             "outputs": [describe(v) for v in model.graph.output]}
 
 
-def _audio_examples(seed: int, clips: int, seconds: float) -> np.ndarray:
-    """float32 log-mel examples [N,96,64] of generated audio (export.demo.demo_audio)."""
-    return np.concatenate([log_mel_examples(cut_windows(clip)) for clip in demo_audio(seed, clips, seconds)])
-
-
-def _quantize(fp32_file: Path, fp32: InferenceSession, report: Report) -> tuple[onnx.ModelProto | None, dict[str, Any]]:
+def _quantize(fp32_file: Path, inputs: CheckInputs, reference: np.ndarray,
+              report: Report) -> tuple[onnx.ModelProto | None, dict[str, Any]]:
     """The int8 network and its accuracy record, or (None, why) when int8 cannot hold the accuracy bounds."""
-    calibration = _audio_examples(DEMO_SEED + 2, clips=48, seconds=3.0)
-    held_out = _audio_examples(DEMO_SEED + 3, clips=24, seconds=3.0)
     try:
-        quantized, record = to_int8(fp32_file, calibration, held_out, run_cases(fp32, {"held_out": held_out})["held_out"])
+        quantized, record = to_int8(fp32_file, inputs.calibration, inputs.held_out, reference)
     except ValueError as exc:
         report(f"int8 skipped: {exc}")
         return None, {"skipped": str(exc)}
     report(f"int8 against fp32: mean cosine {record['mean_cosine']:.4f}, worst {record['worst_cosine']:.4f}"
            f"{', kept in float: ' + ', '.join(record['kept_in_float']) if record['kept_in_float'] else ''}")
     return onnx.load_from_string(quantized), record
-
-
-def _fit_demo_pca(fp32: InferenceSession) -> tuple[np.ndarray, np.ndarray]:
-    examples = _audio_examples(DEMO_SEED, clips=64, seconds=5.0)
-    embeddings = run_cases(fp32, {"demo": examples})["demo"]
-    fitter = PcaFitter()
-    fitter.add(embeddings)
-    return fitter.params()
 
 
 def _version(package: str) -> str:

@@ -6,21 +6,25 @@ optimizer passes: with the 271 MB of fc weights in the graph, conversion took
 attribute and no other constant, so the frozen graph is converted with that
 width shrunk to 1 in fc1's weights and biases and fc2's weights (a consistent,
 smaller network; conv weights, shapes of every graph input and output, and the
-flatten constant are untouched). The small network is what the export composes
-(float16, frontend, post-processor); the real arrays are put back into each
-model's initializers, by value, only to serialize it. Each distinct real array (by shape and bytes)
+flatten constant are untouched). Each distinct real array (by shape and bytes)
 gets one distinct stand-in, so tf2onnx merges exactly the constants it would
-have merged (the demo's equal fc1 biases share one initializer). The files are
-byte-identical to converting the real graph (tests/test_export.py).
+have merged (the demo's equal fc1 biases share one initializer).
+
+The small network is also what the export composes (float16, frontend,
+post-processor): the real arrays go into a model only as its bytes are written
+to the file (``StandIns.write_real``), so no 289 MB message or string is ever
+built. The files are byte-identical to converting the real graph
+(tests/test_export.py, bench/export.py).
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from vggish_rt.engine.errors import VggishError
 
@@ -42,36 +46,107 @@ class StandIns:
         shape = tuple(1 if d == FC_WIDTH else d for d in self.real[group].shape)
         return np.full(shape, _STAND_IN_BASE + _STAND_IN_STEP * group, dtype)
 
-    def put_back(self, model: onnx.ModelProto) -> onnx.ModelProto:
-        """A copy of ``model`` (converted with the stand-ins, perhaps cast to float16
-        or composed with other graphs) with each stand-in initializer replaced by its
-        real array in the stand-in's dtype.
+    def write_real(self, model: bytes, file: BinaryIO) -> tuple[str, int]:
+        """Write serialized ``model`` (converted with the stand-ins, perhaps cast to
+        float16 or composed with other graphs) to ``file`` with each stand-in
+        initializer replaced by its real array in the stand-in's dtype: the bytes
+        ``SerializeToString`` gives for the model holding the real arrays, spliced
+        in while writing instead of built in memory. Returns (sha256, bytes written).
 
         Raises VggishError when a group's stand-in is missing or has changed shape,
         rather than write a model with wrong weights.
         """
-        groups = {(dtype, self.stand_in(g, dtype).tobytes()): g
-                  for g in range(len(self.real)) for dtype in (np.float32, np.float16)}
-        real = onnx.ModelProto()
-        real.CopyFrom(model)
-        found: set[int] = set()
-        for tensor in real.graph.initializer:
-            if tensor.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+        view, chunks, found = memoryview(model), [], set()
+        for number, start, payload, end in _fields(view, 0, len(view)):
+            if number != _MODEL_GRAPH:
+                chunks.append(view[start:end])
                 continue
-            values = numpy_helper.to_array(tensor)
-            group = groups.get((values.dtype.type, values.tobytes()))
-            if group is None:
-                continue
-            if values.shape != self.stand_in(group).shape:
-                raise VggishError(f"export: the stand-in for the weights of shape {list(self.real[group].shape)} "
-                                  f"became {tensor.name} of shape {list(values.shape)}; nothing written")
-            tensor.CopyFrom(numpy_helper.from_array(self.real[group].astype(values.dtype), tensor.name))
-            found.add(group)
+            graph: list[bytes | memoryview] = []
+            for inner, inner_start, inner_payload, inner_end in _fields(view, payload, end):
+                real = self._real_tensor(view[inner_payload:inner_end]) if inner == _GRAPH_INITIALIZER else None
+                if real is None:
+                    graph.append(view[inner_start:inner_end])
+                    continue
+                group, tensor = real
+                found.add(group)
+                graph += [_key(_GRAPH_INITIALIZER), _varint(sum(len(c) for c in tensor)), *tensor]
+            chunks += [_key(_MODEL_GRAPH), _varint(sum(len(c) for c in graph)), *graph]
         missing = set(range(len(self.real))) - found
         if missing:
             shapes = ", ".join(str(list(self.real[g].shape)) for g in sorted(missing))
             raise VggishError(f"export: the weights of shape {shapes} are missing from the converted model; nothing written")
-        return real
+        digest, size = hashlib.sha256(), 0
+        for chunk in chunks:
+            digest.update(chunk)
+            size += file.write(chunk)
+        return digest.hexdigest(), size
+
+    def _real_tensor(self, serialized: memoryview) -> tuple[int, list[bytes | memoryview]] | None:
+        """(group, the real TensorProto's serialized pieces) if ``serialized`` is a stand-in, else None."""
+        tensor = onnx.TensorProto.FromString(bytes(serialized))
+        dtype = _DTYPES.get(tensor.data_type)
+        if dtype is None or not tensor.HasField("raw_data"):
+            return None
+        for group in range(len(self.real)):
+            stand_in = self.stand_in(group, dtype)
+            if tensor.raw_data != stand_in.tobytes():
+                continue
+            if tuple(tensor.dims) != stand_in.shape:
+                raise VggishError(f"export: the stand-in for the weights of shape {list(self.real[group].shape)} "
+                                  f"became {tensor.name} of shape {list(tensor.dims)}; nothing written")
+            values = np.ascontiguousarray(self.real[group].astype(dtype, copy=False))
+            header = onnx.TensorProto(dims=values.shape, data_type=tensor.data_type, name=tensor.name)
+            data = memoryview(values).cast("B")
+            return group, [header.SerializeToString(), _key(_TENSOR_RAW_DATA), _varint(len(data)), data]
+        return None
+
+
+# Field numbers in onnx.proto, and the dtypes a stand-in may take.
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = 7, 5, 9
+_DTYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16}
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _key(number: int) -> bytes:
+    return _varint(number << 3 | 2)  # a length-delimited field
+
+
+def _read_varint(view: memoryview, position: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = view[position]
+        value |= (byte & 0x7F) << shift
+        position, shift = position + 1, shift + 7
+        if not byte & 0x80:
+            return value, position
+
+
+def _fields(view: memoryview, position: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """(field number, field start, payload start, field end) of each field of the
+    protobuf message in ``view[position:end]``."""
+    while position < end:
+        start = position
+        key, position = _read_varint(view, position)
+        wire = key & 7
+        if wire == 0:
+            _, position = _read_varint(view, position)
+            payload = start
+        elif wire == 2:
+            length, payload = _read_varint(view, position)
+            position = payload + length
+        elif wire in (1, 5):
+            payload, position = position, position + (8 if wire == 1 else 4)
+        else:
+            raise VggishError(f"export: unexpected protobuf wire type {wire} in a serialized model")
+        yield key >> 3, start, payload, position
 
 
 def shrink_fc(graph_def: object) -> StandIns:

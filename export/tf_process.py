@@ -16,6 +16,7 @@ of the two halves, not their sum; the parent never imports TensorFlow.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
 import os
 import subprocess
@@ -90,16 +91,26 @@ def _run(checkpoint_path: str, results: Path, relu_output: bool, write_demo: boo
     if write_demo:
         report("writing the seeded demo checkpoint (He-scaled random weights, not pretrained)")
         write_checkpoint(Path(checkpoint_path), demo_variables(), version=1)
+        return_freed_memory()
     checkpoint = locate_checkpoint(checkpoint_path)
     check_variables(checkpoint)
     report(f"restoring {checkpoint.name} (V{checkpoint.version}) and freezing the graph")
     frozen = restore_and_freeze(checkpoint, relu_output, parity_inputs())
+    return_freed_memory()
     report("converting with tf2onnx (the fc weights replaced by small stand-ins while it runs)")
     network, weights = to_onnx(frozen.graph_def)
     (results / NETWORK_FILE).write_bytes(network.SerializeToString())
     for group, array in enumerate(weights.real):
         np.save(results / f"fc_{group}.npy", array, allow_pickle=False)
     np.savez(results / TF_OUTPUTS_FILE, **frozen.tf_outputs)
+
+
+def return_freed_memory() -> None:
+    """Hand the heap pages TensorFlow freed back to the system (glibc keeps them otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def main() -> int:
