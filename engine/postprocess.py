@@ -29,7 +29,10 @@ def load_pca_params(source: Path | bytes, name: str | None = None) -> tuple[np.n
     non-finite values with a VggishError naming the file.
     """
     label = name or str(source if isinstance(source, Path) else "PCA params")
+    expected = {params.PCA_EIGEN_VECTORS_NAME: (params.EMBEDDING_SIZE, params.EMBEDDING_SIZE),
+                params.PCA_MEANS_NAME: (params.EMBEDDING_SIZE, 1)}
     try:
+        _check_declared_sizes(io.BytesIO(source) if isinstance(source, bytes) else source, label, expected)
         handle = io.BytesIO(source) if isinstance(source, bytes) else source
         with np.load(handle, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in (params.PCA_EIGEN_VECTORS_NAME, params.PCA_MEANS_NAME) if key in npz.files}
@@ -40,8 +43,6 @@ def load_pca_params(source: Path | bytes, name: str | None = None) -> tuple[np.n
         raise VggishError(f"{label}: refused, holds pickled data or is malformed ({exc})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise VggishError(f"{label}: not a readable .npz file ({exc})") from None
-    expected = {params.PCA_EIGEN_VECTORS_NAME: (params.EMBEDDING_SIZE, params.EMBEDDING_SIZE),
-                params.PCA_MEANS_NAME: (params.EMBEDDING_SIZE, 1)}
     for key, shape in expected.items():
         if key not in arrays:
             raise VggishError(f"{label}: lacks array {key!r} (expected {key} {list(shape)})")
@@ -54,6 +55,35 @@ def load_pca_params(source: Path | bytes, name: str | None = None) -> tuple[np.n
             raise VggishError(f"{label}: {key} holds NaN or Inf")
     return (arrays[params.PCA_EIGEN_VECTORS_NAME].astype(np.float64),
             arrays[params.PCA_MEANS_NAME].astype(np.float64))
+
+
+# The most a PCA array may take once decompressed: [128,128] float64 is 131 KB.
+MAX_PCA_ARRAY_BYTES = 1 << 20
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_declared_sizes(archive_file: Path | io.BytesIO, label: str, expected: dict[str, tuple[int, int]]) -> None:
+    """Refuse, before any array is read, a PCA array whose zip entry or .npy header
+    declares more than it may hold (a small compressed file can otherwise make
+    NumPy allocate gigabytes first and check the shape after)."""
+    with zipfile.ZipFile(archive_file) as archive:
+        for key, shape in expected.items():
+            try:
+                entry = archive.getinfo(f"{key}.npy")
+            except KeyError:
+                continue  # reported as a missing array below
+            if entry.file_size > MAX_PCA_ARRAY_BYTES:
+                raise VggishError(f"{label}: {key} declares {entry.file_size:,} bytes (PCA arrays take at most "
+                                  f"{MAX_PCA_ARRAY_BYTES:,}); refused before reading it")
+            with archive.open(entry) as member:
+                version = np.lib.format.read_magic(member)
+                if version not in _NPY_HEADERS:
+                    raise VggishError(f"{label}: {key} is a .npy file of version {version}, not 1.0 or 2.0; refused")
+                declared, _, dtype = _NPY_HEADERS[version](member)
+            if dtype.hasobject:
+                raise VggishError(f"{label}: refused, holds pickled data ({key} is an object array)")
+            if declared != shape:
+                raise VggishError(f"{label}: {key} has shape {list(declared)}, expected {list(shape)}")
 
 
 def pca_params_bytes(eigen_vectors: np.ndarray, means: np.ndarray) -> bytes:

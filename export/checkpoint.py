@@ -12,19 +12,52 @@ from pathlib import Path
 
 import numpy as np
 
+from vggish_rt.engine import params
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.export.tf_compat import tf_v1
 
-# The released checkpoint's variables (weights HWIO for convs, [in, out] for fc).
-VARIABLE_SHAPES: dict[str, tuple[int, ...]] = {}
-for _scope, _shape in [
-    ("conv1", (3, 3, 1, 64)), ("conv2", (3, 3, 64, 128)),
-    ("conv3/conv3_1", (3, 3, 128, 256)), ("conv3/conv3_2", (3, 3, 256, 256)),
-    ("conv4/conv4_1", (3, 3, 256, 512)), ("conv4/conv4_2", (3, 3, 512, 512)),
-    ("fc1/fc1_1", (12288, 4096)), ("fc1/fc1_2", (4096, 4096)), ("fc2", (4096, 128)),
-]:
-    VARIABLE_SHAPES[f"vggish/{_scope}/weights"] = _shape
-    VARIABLE_SHAPES[f"vggish/{_scope}/biases"] = (_shape[-1],)
+@dataclass(frozen=True)
+class Widths:
+    """The network's widths: channels of conv1, conv2, conv3 (both layers), conv4
+    (both layers), and of fc1's two layers. VGGISH is the released network; a
+    smaller one (the test suite's) has the same layers, names, inputs and
+    outputs, is exported by the same code, and is labelled in its manifest.
+    """
+
+    conv: tuple[int, int, int, int] = (64, 128, 256, 512)
+    fc: int = 4096
+
+    def __post_init__(self) -> None:
+        others = {1, 3, params.EMBEDDING_SIZE, *self.conv, self.flattened}
+        if self.fc in others:  # the export finds the fc weights by this dimension (export.stand_ins)
+            raise ValueError(f"fc width {self.fc} must differ from every other dimension of the network {sorted(others)}")
+
+    @property
+    def flattened(self) -> int:
+        """fc1's input: pool4's 6 x 4 positions times conv4's channels."""
+        return 6 * 4 * self.conv[3]
+
+
+VGGISH = Widths()
+
+
+def variable_shapes(widths: Widths = VGGISH) -> dict[str, tuple[int, ...]]:
+    """The checkpoint's variables: name -> shape (weights HWIO for convs, [in, out] for fc)."""
+    c1, c2, c3, c4 = widths.conv
+    shapes: dict[str, tuple[int, ...]] = {}
+    for scope, shape in [
+        ("conv1", (3, 3, 1, c1)), ("conv2", (3, 3, c1, c2)),
+        ("conv3/conv3_1", (3, 3, c2, c3)), ("conv3/conv3_2", (3, 3, c3, c3)),
+        ("conv4/conv4_1", (3, 3, c3, c4)), ("conv4/conv4_2", (3, 3, c4, c4)),
+        ("fc1/fc1_1", (widths.flattened, widths.fc)), ("fc1/fc1_2", (widths.fc, widths.fc)),
+        ("fc2", (widths.fc, params.EMBEDDING_SIZE)),
+    ]:
+        shapes[f"vggish/{scope}/weights"] = shape
+        shapes[f"vggish/{scope}/biases"] = (shape[-1],)
+    return shapes
+
+
+VARIABLE_SHAPES = variable_shapes()  # the released checkpoint's
 
 
 @dataclass(frozen=True)
@@ -70,7 +103,7 @@ def locate_checkpoint(path: str | Path) -> Checkpoint:
     raise VggishError(f"{path}: no such checkpoint (neither a V1 file nor a V2 prefix with {index.name})")
 
 
-def check_variables(checkpoint: Checkpoint) -> None:
+def check_variables(checkpoint: Checkpoint, widths: Widths = VGGISH) -> None:
     """Refuse a checkpoint lacking a VGGish variable or holding one of the wrong shape or dtype."""
     tf = tf_v1()
     try:
@@ -80,7 +113,7 @@ def check_variables(checkpoint: Checkpoint) -> None:
         raise VggishError(f"{checkpoint.prefix}: not a readable TensorFlow checkpoint ({first_line})") from None
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
-    for name, shape in VARIABLE_SHAPES.items():
+    for name, shape in variable_shapes(widths).items():
         if name not in shapes:
             raise VggishError(f"{checkpoint.prefix}: lacks variable {name} (expected shape {list(shape)})")
         if tuple(shapes[name]) != shape:

@@ -13,7 +13,7 @@ import onnx
 
 from vggish_rt.engine import params
 from vggish_rt.engine.errors import VggishError
-from vggish_rt.export.checkpoint import Checkpoint
+from vggish_rt.export.checkpoint import VGGISH, Checkpoint, Widths
 from vggish_rt.export.stand_ins import StandIns, shrink_fc
 
 OPSET = 17
@@ -28,7 +28,8 @@ class FrozenModel:
     tf_outputs: dict[str, np.ndarray]         # case name -> float32 [n, 128]
 
 
-def restore_and_freeze(checkpoint: Checkpoint, relu_output: bool, parity_inputs: dict[str, np.ndarray]) -> FrozenModel:
+def restore_and_freeze(checkpoint: Checkpoint, relu_output: bool, parity_inputs: dict[str, np.ndarray],
+                       widths: Widths = VGGISH) -> FrozenModel:
     """Define the seed's graph, restore only VGGish variables, run TF on ``parity_inputs``, freeze."""
     from vggish_rt.export.slim_graph import define_vggish_slim, load_vggish_slim_checkpoint
     from vggish_rt.export.tf_compat import tf_v1
@@ -36,7 +37,7 @@ def restore_and_freeze(checkpoint: Checkpoint, relu_output: bool, parity_inputs:
     tf = tf_v1()
     graph = tf.Graph()
     with graph.as_default(), tf.Session(graph=graph) as session:
-        embedding = define_vggish_slim(training=False, relu_output=relu_output)
+        embedding = define_vggish_slim(training=False, relu_output=relu_output, widths=widths)
         try:
             load_vggish_slim_checkpoint(session, checkpoint.prefix)
         except Exception as exc:  # checked beforehand; this is the last line of defence
@@ -47,7 +48,7 @@ def restore_and_freeze(checkpoint: Checkpoint, relu_output: bool, parity_inputs:
     return FrozenModel(graph_def, tf_outputs)
 
 
-def to_onnx(graph_def: object) -> tuple[onnx.ModelProto, StandIns]:
+def to_onnx(graph_def: object, widths: Widths = VGGISH) -> tuple[onnx.ModelProto, StandIns]:
     """Convert a frozen VGGish GraphDef with tf2onnx: opset 17, dynamic batch,
     input ``features`` float32 [N,96,64], output ``embedding`` float32 [N,128].
 
@@ -60,7 +61,7 @@ def to_onnx(graph_def: object) -> tuple[onnx.ModelProto, StandIns]:
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     import tf2onnx
 
-    stand_ins = shrink_fc(graph_def)
+    stand_ins = shrink_fc(graph_def, widths.fc)
     model, _ = tf2onnx.convert.from_graph_def(
         graph_def,
         input_names=[params.TF_INPUT_TENSOR],

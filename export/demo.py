@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.export.checkpoint import VARIABLE_SHAPES
+from vggish_rt.export.checkpoint import VGGISH, Widths, variable_shapes
 
 DEMO_SEED = 20200801
 
 
-def demo_variables(seed: int = DEMO_SEED) -> dict[str, np.ndarray]:
+def demo_variables(seed: int = DEMO_SEED, widths: Widths = VGGISH) -> dict[str, np.ndarray]:
     """float32 weights for every VGGish variable, in the released shapes.
 
     ReLU layers get He scaling (std sqrt(2 / fan_in)), so activations keep their
@@ -23,7 +23,7 @@ def demo_variables(seed: int = DEMO_SEED) -> dict[str, np.ndarray]:
     """
     rng = np.random.default_rng(seed)
     variables = {}
-    for name, shape in VARIABLE_SHAPES.items():
+    for name, shape in variable_shapes(widths).items():
         if name.endswith("/biases"):
             variables[name] = np.full(shape, 0.01, np.float32)
             continue

@@ -27,7 +27,7 @@ from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameters, sha256_bytes, write_manifest
 from vggish_rt.engine.postprocess import PcaFitter, load_pca_params, pca_params_bytes
-from vggish_rt.export.checkpoint import Checkpoint, locate_checkpoint
+from vggish_rt.export.checkpoint import VGGISH, Checkpoint, Widths, locate_checkpoint
 from vggish_rt.export.checks import CheckInputs, check_end_to_end, check_postprocessing
 from vggish_rt.export.convert import OPSET
 from vggish_rt.export.precision import to_float16, to_int8
@@ -46,33 +46,39 @@ PRECISION_NAMES = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
 
 
 def export_model(checkpoint_path: Path | str, out: Path, pca_params: Path | None = None,
-                 relu_output: bool = False, report: Report = lambda _: None) -> dict[str, Any]:
-    """Export a VGGish checkpoint (V1 or V2) into model directory ``out``; returns the manifest."""
+                 relu_output: bool = False, report: Report = lambda _: None, widths: Widths = VGGISH) -> dict[str, Any]:
+    """Export a VGGish checkpoint (V1 or V2) into model directory ``out``; returns the manifest.
+
+    ``widths``: the released network's unless a test exports a smaller one
+    (export.checkpoint.Widths; the manifest then says ``"reduced_network"``).
+    """
     require_export_extra()
     pca = load_pca_params(Path(pca_params)) if pca_params is not None else None
     check_target(Path(out))
     checkpoint = locate_checkpoint(checkpoint_path)
     with ThreadPoolExecutor(1) as background:
         inputs = background.submit(CheckInputs.make, demo=False)
-        converted = convert_in_child(checkpoint.prefix, relu_output, report)
-        return _export(checkpoint, converted, inputs.result(), Path(out), pca, relu_output, pretrained=True, report=report)
+        converted = convert_in_child(checkpoint.prefix, relu_output, report, widths=widths)
+        return _export(checkpoint, converted, inputs.result(), Path(out), pca, relu_output, pretrained=True, report=report,
+                       widths=widths)
 
 
-def export_demo(out: Path, relu_output: bool = False, report: Report = lambda _: None) -> dict[str, Any]:
-    """Export the seeded demo model (NOT pretrained) and demo PCA params into ``out``."""
+def export_demo(out: Path, relu_output: bool = False, report: Report = lambda _: None,
+                widths: Widths = VGGISH) -> dict[str, Any]:
+    """Export the seeded demo model (NOT pretrained) and demo PCA params into ``out`` (``widths``: as export_model's)."""
     require_export_extra()
     check_target(Path(out))
     with tempfile.TemporaryDirectory(prefix="vggish-rt-demo-") as tmp, ThreadPoolExecutor(1) as background:
         path = Path(tmp) / "vggish_demo.ckpt"
         inputs = background.submit(CheckInputs.make, demo=True)
-        converted = convert_in_child(path, relu_output, report, write_demo=True)
+        converted = convert_in_child(path, relu_output, report, write_demo=True, widths=widths)
         return _export(locate_checkpoint(path), converted, inputs.result(), Path(out), None, relu_output,
-                       pretrained=False, report=report)
+                       pretrained=False, report=report, widths=widths)
 
 
 def _export(checkpoint: Checkpoint, converted: Converted, inputs: CheckInputs, out: Path,
             pca: tuple[np.ndarray, np.ndarray] | None, relu_output: bool, pretrained: bool,
-            report: Report) -> dict[str, Any]:
+            report: Report, widths: Widths) -> dict[str, Any]:
     """onnxruntime's half. Sessions live one at a time where they can (each holds
     the weights again), and int8 quantization, the longest step, runs in a
     thread beside the float16 and end-to-end steps."""
@@ -143,6 +149,7 @@ def _export(checkpoint: Checkpoint, converted: Converted, inputs: CheckInputs, o
                        "limit_relative": MAX_RELATIVE_ERROR, "provider": "CPUExecutionProvider"},
             "tools": _tool_versions(),
             "opset": OPSET,
+            **({} if widths == VGGISH else {"reduced_network": {"conv": list(widths.conv), "fc": widths.fc}}),
         }
         report(f"writing {out}")
         write_manifest(stage, manifest)

@@ -12,6 +12,7 @@ import warnings
 import tf_slim as slim
 
 from vggish_rt.engine import params
+from vggish_rt.export.checkpoint import VGGISH, Widths
 from vggish_rt.export.tf_compat import tf_v1
 
 tf = tf_v1()
@@ -19,7 +20,7 @@ tf = tf_v1()
 INIT_STDDEV = 0.01  # the reference's weight initialiser; overwritten by any restore
 
 def define_vggish_slim(features_tensor: tf.Tensor | None = None, training: bool = False,
-                       relu_output: bool = False) -> tf.Tensor:
+                       relu_output: bool = False, widths: Widths = VGGISH) -> tf.Tensor:
     """Define VGGish in the default graph; returns the op ``vggish/embedding``.
 
     Input: ``features_tensor`` or a placeholder ``vggish/input_features``,
@@ -28,11 +29,13 @@ def define_vggish_slim(features_tensor: tf.Tensor | None = None, training: bool 
     """
     with warnings.catch_warnings():  # tf_slim calls layer APIs that Keras marks deprecated
         warnings.simplefilter("ignore")
-        return _define(features_tensor, training, relu_output)
+        return _define(features_tensor, training, relu_output, widths)
 
 
-def _define(features_tensor: tf.Tensor | None, training: bool, relu_output: bool) -> tf.Tensor:
-    """The reference's definition, line for line (plus ``relu_output``)."""
+def _define(features_tensor: tf.Tensor | None, training: bool, relu_output: bool, widths: Widths) -> tf.Tensor:
+    """The reference's definition, line for line (plus ``relu_output``, and the
+    widths, which are the reference's unless a test asks for a smaller network)."""
+    c1, c2, c3, c4 = widths.conv
     with slim.arg_scope([slim.conv2d, slim.fully_connected],
                         weights_initializer=tf.truncated_normal_initializer(stddev=INIT_STDDEV),
                         biases_initializer=tf.zeros_initializer(),
@@ -45,16 +48,16 @@ def _define(features_tensor: tf.Tensor | None, training: bool, relu_output: bool
             features_tensor = tf.placeholder(tf.float32, shape=(None, params.NUM_FRAMES, params.NUM_BANDS),
                                              name="input_features")
         net = tf.reshape(features_tensor, [-1, params.NUM_FRAMES, params.NUM_BANDS, 1])
-        net = slim.conv2d(net, 64, scope="conv1")
+        net = slim.conv2d(net, c1, scope="conv1")
         net = slim.max_pool2d(net, scope="pool1")
-        net = slim.conv2d(net, 128, scope="conv2")
+        net = slim.conv2d(net, c2, scope="conv2")
         net = slim.max_pool2d(net, scope="pool2")
-        net = slim.repeat(net, 2, slim.conv2d, 256, scope="conv3")
+        net = slim.repeat(net, 2, slim.conv2d, c3, scope="conv3")
         net = slim.max_pool2d(net, scope="pool3")
-        net = slim.repeat(net, 2, slim.conv2d, 512, scope="conv4")
+        net = slim.repeat(net, 2, slim.conv2d, c4, scope="conv4")
         net = slim.max_pool2d(net, scope="pool4")
         net = slim.flatten(net)
-        net = slim.repeat(net, 2, slim.fully_connected, 4096, scope="fc1")
+        net = slim.repeat(net, 2, slim.fully_connected, widths.fc, scope="fc1")
         net = slim.fully_connected(net, params.EMBEDDING_SIZE, scope="fc2",
                                    activation_fn=tf.nn.relu if relu_output else None)
         return tf.identity(net, name="embedding")

@@ -28,7 +28,6 @@ import onnx
 
 from vggish_rt.engine.errors import VggishError
 
-FC_WIDTH = 4096  # fc1's width: the dimension the stand-ins shrink to 1
 # Group g's stand-in holds -(32768 + 32 g) everywhere: exact in float16 as in
 # float32 (so the float16 variant keeps the stand-ins apart), and a value no
 # trained weight has.
@@ -40,10 +39,11 @@ class StandIns:
     """The real fc arrays (float32, the checkpoint's shapes), one per group of equal arrays."""
 
     real: list[np.ndarray]
+    fc_width: int  # fc1's width (export.checkpoint.Widths.fc): the dimension the stand-ins shrink to 1
 
     def stand_in(self, group: int, dtype: type = np.float32) -> np.ndarray:
-        """Group ``group``'s stand-in: its real shape with FC_WIDTH shrunk to 1."""
-        shape = tuple(1 if d == FC_WIDTH else d for d in self.real[group].shape)
+        """Group ``group``'s stand-in: its real shape with ``fc_width`` shrunk to 1."""
+        shape = tuple(1 if d == self.fc_width else d for d in self.real[group].shape)
         return np.full(shape, _STAND_IN_BASE + _STAND_IN_STEP * group, dtype)
 
     def write_real(self, model: bytes, file: BinaryIO) -> tuple[str, int]:
@@ -149,16 +149,16 @@ def _fields(view: memoryview, position: int, end: int) -> Iterator[tuple[int, in
         yield key >> 3, start, payload, position
 
 
-def shrink_fc(graph_def: object) -> StandIns:
+def shrink_fc(graph_def: object, fc_width: int) -> StandIns:
     """Replace, in place, every Const of the frozen ``graph_def`` with a dimension
-    of FC_WIDTH by its stand-in; returns the real arrays to put back."""
+    of ``fc_width`` by its stand-in; returns the real arrays to put back."""
     from tensorflow.python.framework import tensor_util
 
     groups: dict[tuple[tuple[int, ...], str], int] = {}
-    stand_ins = StandIns([])
+    stand_ins = StandIns([], fc_width)
     for node in graph_def.node:
         tensor = node.attr["value"].tensor if node.op == "Const" else None
-        if tensor is None or FC_WIDTH not in [d.size for d in tensor.tensor_shape.dim]:
+        if tensor is None or fc_width not in [d.size for d in tensor.tensor_shape.dim]:
             continue
         array = tensor_util.MakeNdarray(tensor)
         if array.dtype != np.float32:

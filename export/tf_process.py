@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 
 from vggish_rt.engine.errors import VggishError
+from vggish_rt.export.checkpoint import VGGISH, Widths
 from vggish_rt.export.stand_ins import StandIns
 
 NETWORK_FILE, TF_OUTPUTS_FILE = "network.onnx", "tf_outputs.npz"
@@ -54,13 +55,14 @@ def require_export_extra() -> None:
 
 
 def convert_in_child(checkpoint: Path | str, relu_output: bool, report: Callable[[str], None],
-                     write_demo: bool = False) -> Converted:
+                     write_demo: bool = False, widths: Widths = VGGISH) -> Converted:
     """Run the TensorFlow half on ``checkpoint`` (first writing the demo checkpoint
     there when ``write_demo``) in a child process; its progress lines go to ``report``."""
     with tempfile.TemporaryDirectory(prefix="vggish-rt-tf-") as tmp:
         results, stderr_path = Path(tmp), Path(tmp) / "stderr.txt"
         command = [sys.executable, "-m", "vggish_rt.export.tf_process", "--checkpoint", str(checkpoint),
-                   "--results", str(results), "--parent", str(os.getpid())]
+                   "--results", str(results), "--parent", str(os.getpid()),
+                   "--widths", ",".join(map(str, [*widths.conv, widths.fc]))]
         command += ["--relu-output"] * relu_output + ["--write-demo"] * write_demo
         with open(stderr_path, "wb") as stderr, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,
                                                                  text=True) as child:
@@ -76,10 +78,10 @@ def convert_in_child(checkpoint: Path | str, relu_output: bool, report: Callable
         with np.load(results / TF_OUTPUTS_FILE, allow_pickle=False) as outputs:
             tf_outputs = {case: outputs[case] for case in outputs.files}
         return Converted(onnx.load(str(results / NETWORK_FILE)),
-                         StandIns([np.load(p, allow_pickle=False) for p in groups]), tf_outputs)
+                         StandIns([np.load(p, allow_pickle=False) for p in groups], widths.fc), tf_outputs)
 
 
-def _run(checkpoint_path: str, results: Path, relu_output: bool, write_demo: bool) -> None:
+def _run(checkpoint_path: str, results: Path, relu_output: bool, write_demo: bool, widths: Widths) -> None:
     from vggish_rt.export.checkpoint import check_variables, locate_checkpoint, write_checkpoint
     from vggish_rt.export.convert import restore_and_freeze, to_onnx
     from vggish_rt.export.demo import demo_variables
@@ -90,15 +92,15 @@ def _run(checkpoint_path: str, results: Path, relu_output: bool, write_demo: boo
 
     if write_demo:
         report("writing the seeded demo checkpoint (He-scaled random weights, not pretrained)")
-        write_checkpoint(Path(checkpoint_path), demo_variables(), version=1)
+        write_checkpoint(Path(checkpoint_path), demo_variables(widths=widths), version=1)
         return_freed_memory()
     checkpoint = locate_checkpoint(checkpoint_path)
-    check_variables(checkpoint)
+    check_variables(checkpoint, widths)
     report(f"restoring {checkpoint.name} (V{checkpoint.version}) and freezing the graph")
-    frozen = restore_and_freeze(checkpoint, relu_output, parity_inputs())
+    frozen = restore_and_freeze(checkpoint, relu_output, parity_inputs(), widths)
     return_freed_memory()
     report("converting with tf2onnx (the fc weights replaced by small stand-ins while it runs)")
-    network, weights = to_onnx(frozen.graph_def)
+    network, weights = to_onnx(frozen.graph_def, widths)
     (results / NETWORK_FILE).write_bytes(network.SerializeToString())
     for group, array in enumerate(weights.real):
         np.save(results / f"fc_{group}.npy", array, allow_pickle=False)
@@ -120,12 +122,14 @@ def main() -> int:
     parser.add_argument("--parent", required=True, type=int)
     parser.add_argument("--relu-output", action="store_true")
     parser.add_argument("--write-demo", action="store_true")
+    parser.add_argument("--widths", required=True, help="conv1,conv2,conv3,conv4,fc")
     args = parser.parse_args()
     from vggish_rt.engine.decoding import exit_with
 
     exit_with(args.parent)  # a killed export leaves no TensorFlow process behind
     try:
-        _run(args.checkpoint, args.results, args.relu_output, args.write_demo)
+        *conv, fc = map(int, args.widths.split(","))
+        _run(args.checkpoint, args.results, args.relu_output, args.write_demo, Widths(tuple(conv), fc))
     except VggishError as exc:
         print(str(exc), file=sys.stderr)
         return _REFUSED

@@ -1,5 +1,9 @@
-"""Shared fixtures. Exported models are made once per test session (each export
-converts the full 289 MB model with tf2onnx: about 2 minutes on 2 cores)."""
+"""Shared fixtures. Exported models are made once per test session: ``demo_model``
+is the full demo export (`vggish-rt export --demo`, about 35 s on 2 cores), the
+one full export the suite keeps; ``small_model`` and ``v1_export`` are exports of
+the same code on a network of the same layers with small widths (SMALL_WIDTHS:
+about 7 s each, 8,800 examples/s on 2 cores instead of 90), for every test that
+is about the export's or the engine's behaviour rather than the full network."""
 from __future__ import annotations
 
 import json
@@ -12,8 +16,17 @@ import numpy as np
 import pytest
 
 from vggish_rt.engine.postprocess import pca_params_bytes
+from vggish_rt.export.checkpoint import VGGISH, Widths
 
 RNG_SEED = 1234
+SMALL_WIDTHS = Widths(conv=(8, 16, 16, 32), fc=96)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow every test that needs the full demo export (``-m "not slow"`` skips that export)."""
+    for item in items:
+        if "demo_model" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -47,13 +60,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, 
         assert fragment in errors[0], (fragment, errors[0])
 
 
-def random_variables(seed: int) -> dict[str, np.ndarray]:
+def random_variables(seed: int, widths: Widths = VGGISH) -> dict[str, np.ndarray]:
     """He-scaled random weights in the released layout (independent of the demo's generator)."""
-    from vggish_rt.export.checkpoint import VARIABLE_SHAPES
+    from vggish_rt.export.checkpoint import variable_shapes
 
     rng = np.random.default_rng(seed)
     out = {}
-    for name, shape in VARIABLE_SHAPES.items():
+    for name, shape in variable_shapes(widths).items():
         fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
         scale = np.sqrt(2.0 / fan_in) if len(shape) > 1 else 0.05
         out[name] = (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -72,33 +85,44 @@ def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo export of the small network (SMALL_WIDTHS): every file and the PCA params, made by the same code."""
+    from vggish_rt.export.exporter import export_demo
+
+    out = tmp_path_factory.mktemp("small") / "vggish"
+    export_demo(out, widths=SMALL_WIDTHS)
+    return out
+
+
+@pytest.fixture(scope="session")
 def v1_export(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A V1 checkpoint and PCA file written by the test, exported by the CLI in its own process
-    (tf2onnx needs about 12 GB at its peak, which a long-lived test process would keep)."""
+    """A V1 checkpoint of the small network and a PCA file written by the test, exported (TensorFlow in a child process)."""
     from vggish_rt.export.checkpoint import write_checkpoint
+    from vggish_rt.export.exporter import export_model
 
     tmp = tmp_path_factory.mktemp("v1")
-    variables = random_variables(RNG_SEED)
+    variables = random_variables(RNG_SEED, SMALL_WIDTHS)
     write_checkpoint(tmp / "vggish_model.ckpt", variables, version=1)
     rng = np.random.default_rng(7)
     pca = (rng.standard_normal((128, 128)), rng.standard_normal((128, 1)))
     (tmp / "pca.npz").write_bytes(pca_params_bytes(*pca))
-    result = run_cli("export", "--checkpoint", tmp / "vggish_model.ckpt", "--pca-params", tmp / "pca.npz",
-                     "--out", tmp / "model")
-    assert result.returncode == 0, result.stderr
-    manifest = json.loads((tmp / "model" / "manifest.json").read_text())
+    reported: list[str] = []
+    manifest = export_model(tmp / "vggish_model.ckpt", tmp / "model", pca_params=tmp / "pca.npz", report=reported.append,
+                            widths=SMALL_WIDTHS)
+    assert manifest == json.loads((tmp / "model" / "manifest.json").read_text())
     return {"dir": tmp / "model", "checkpoint": tmp / "vggish_model.ckpt", "manifest": manifest, "pca": pca,
-            "stdout": result.stdout}
+            "reported": reported}
 
 
-def tf_embeddings(checkpoint: Path, features: np.ndarray, relu_output: bool = False) -> np.ndarray:
+def tf_embeddings(checkpoint: Path, features: np.ndarray, relu_output: bool = False,
+                  widths: Widths = SMALL_WIDTHS) -> np.ndarray:
     """TensorFlow's own output: the seed's graph, restored from ``checkpoint``, run on ``features``."""
     from vggish_rt.export.slim_graph import define_vggish_slim, load_vggish_slim_checkpoint
     from vggish_rt.export.tf_compat import tf_v1
 
     tf = tf_v1()
     with tf.Graph().as_default() as graph, tf.Session(graph=graph) as session:
-        embedding = define_vggish_slim(training=False, relu_output=relu_output)
+        embedding = define_vggish_slim(training=False, relu_output=relu_output, widths=widths)
         load_vggish_slim_checkpoint(session, str(checkpoint))
         return session.run(embedding, {graph.get_tensor_by_name("vggish/input_features:0"): features})
 

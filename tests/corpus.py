@@ -159,7 +159,7 @@ def _rewrite_manifest(model: Path, change) -> None:
 def bad_model_directories(model: Path, directory: Path) -> dict[str, tuple[Path, str]]:
     """Copies of model directory ``model`` (the tiny test model: vggish.onnx + manifest.json), each
     broken in one way; name -> (directory, error fragment)."""
-    from onnx import TensorProto, load_model_from_string
+    from onnx import TensorProto, helper, load_model_from_string, numpy_helper
 
     from vggish_rt.engine.manifest import sha256_bytes
 
@@ -201,18 +201,35 @@ def bad_model_directories(model: Path, directory: Path) -> dict[str, tuple[Path,
     (target / "vggish.onnx").symlink_to(directory / "elsewhere.onnx")
     out["symlinked_model"] = (target, "symbolic link")
     # external data pointing outside, with a manifest whose checksum matches the hostile file
-    target = copy("external_data_outside")
-    hostile = load_model_from_string((model / "vggish.onnx").read_bytes())
-    tensor = hostile.graph.initializer[0]
-    tensor.ClearField("raw_data")
-    tensor.data_location = TensorProto.EXTERNAL
-    for key, value in (("location", "../../../etc/hostname"), ("offset", "0"), ("length", "16")):
-        entry = tensor.external_data.add()
-        entry.key, entry.value = key, value
-    data = hostile.SerializeToString()
-    (target / "vggish.onnx").write_bytes(data)
-    _rewrite_manifest(target, lambda m: m["files"].update({"vggish.onnx": {"sha256": sha256_bytes(data), "bytes": len(data)}}))
-    out["external_data_outside"] = (target, "external data")
+    def external(tensor: TensorProto) -> TensorProto:
+        tensor.ClearField("raw_data")
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", "../../../etc/hostname"), ("offset", "0"), ("length", "16")):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        return tensor
+
+    def hostile_model(name: str, change) -> None:
+        """A copy whose vggish.onnx, changed by ``change``, has a matching checksum in the manifest."""
+        target = copy(name)
+        hostile = load_model_from_string((model / "vggish.onnx").read_bytes())
+        change(hostile)
+        data = hostile.SerializeToString()
+        (target / "vggish.onnx").write_bytes(data)
+        _rewrite_manifest(target, lambda m: m["files"].update({"vggish.onnx": {"sha256": sha256_bytes(data), "bytes": len(data)}}))
+        out[name] = (target, "external data")
+
+    hostile_model("external_data_outside", lambda m: external(m.graph.initializer[0]))
+    # where a reader of the graph's initializers alone does not look: a model-local function's
+    # Constant, and a sparse tensor in a node attribute
+    value = external(numpy_helper.from_array(np.zeros(4, np.float32), "hidden"))
+    function = helper.make_function("local", "hidden_constant", [], ["out"], [helper.make_node("Constant", [], ["out"], value=value)],
+                                    opset_imports=[helper.make_opsetid("", 17)])
+    hostile_model("external_data_in_function", lambda m: m.functions.append(function))
+    sparse = helper.make_sparse_tensor(external(numpy_helper.from_array(np.zeros(2, np.float32), "values")),
+                                       numpy_helper.from_array(np.array([0, 3], np.int64), "indices"), [4])
+    hostile_model("external_data_in_sparse_attribute",
+                  lambda m: m.graph.node.append(helper.make_node("Constant", [], ["sparse_out"], sparse_value=sparse)))
     target = copy("not_onnx")
     garbage = b"not an onnx model" * 100
     (target / "vggish.onnx").write_bytes(garbage)

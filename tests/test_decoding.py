@@ -39,8 +39,8 @@ def mixed_audio(tmp_path_factory) -> list[Path]:
 
 
 @pytest.mark.parametrize("frontend", ["onnx", "numpy"])
-def test_worker_processes_give_the_bytes_of_in_process_decoding(demo_model, mixed_audio, tmp_path, frontend):
-    embedder = Embedder(demo_model, device="cpu", frontend=frontend, batch_size=50)
+def test_worker_processes_give_the_bytes_of_in_process_decoding(small_model, mixed_audio, tmp_path, frontend):
+    embedder = Embedder(small_model, device="cpu", frontend=frontend, batch_size=50)
     outputs = {}
     for workers in (0, 2):
         out = tmp_path / f"w{workers}.npy"
@@ -52,10 +52,10 @@ def test_worker_processes_give_the_bytes_of_in_process_decoding(demo_model, mixe
     assert not [name for name in os.listdir("/dev/shm") if name.startswith(f"{ARENA_PREFIX}{os.getpid()}-")]
 
 
-def test_a_bad_file_fails_the_job_after_the_rows_before_it(demo_model, mixed_audio, tmp_path):
+def test_a_bad_file_fails_the_job_after_the_rows_before_it(small_model, mixed_audio, tmp_path):
     from vggish_rt.engine.errors import VggishError
 
-    embedder = Embedder(demo_model, device="cpu", batch_size=50)
+    embedder = Embedder(small_model, device="cpu", batch_size=50)
     with pytest.raises(VggishError, match="c_bad.wav"):
         run_job(mixed_audio, tmp_path / "x.npy", embedder, JobOptions(workers=2))
 

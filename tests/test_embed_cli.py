@@ -28,15 +28,15 @@ def reference_embeddings(model_dir, examples):
     return session.run(None, {"features": examples.astype(np.float32)})[0]
 
 
-def test_embed_audio_to_npy_with_index(demo_model, tone_wav, tmp_path):
+def test_embed_audio_to_npy_with_index(small_model, tone_wav, tmp_path):
     out = tmp_path / "emb.npy"
-    result = run_cli("embed", tone_wav, "--model", demo_model, "--device", "cpu", "--out", out)
+    result = run_cli("embed", tone_wav, "--model", small_model, "--device", "cpu", "--out", out)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("NOT pretrained") == 1
     embeddings = np.load(out, allow_pickle=False)
     assert embeddings.shape == (3, 128) and embeddings.dtype == np.float32
     pcm = sf.read(tone_wav, dtype="int16")[0] / 32768.0
-    expected = reference_embeddings(demo_model, log_mel_examples(cut_windows(pcm)))
+    expected = reference_embeddings(small_model, log_mel_examples(cut_windows(pcm)))
     np.testing.assert_allclose(embeddings, expected, rtol=1e-4, atol=1e-4)
     rows = list(csv.DictReader(open(str(out) + ".index.csv")))
     assert [r["example"] for r in rows] == ["0", "1", "2"]
@@ -44,14 +44,14 @@ def test_embed_audio_to_npy_with_index(demo_model, tone_wav, tmp_path):
     assert all(r["source"] == str(tone_wav) for r in rows)
 
 
-def test_embed_seed_dat_to_csv_dat_parquet(demo_model, tmp_path):
+def test_embed_seed_dat_to_csv_dat_parquet(small_model, tmp_path):
     rng = np.random.default_rng(0)
     spectrograms = rng.normal(-2.0, 1.5, (10, 96, 64))          # float64, as the seed notebook saves them
     spectrograms.tofile(tmp_path / "wavfile_spec.dat")
-    expected = reference_embeddings(demo_model, spectrograms)
+    expected = reference_embeddings(small_model, spectrograms)
     for suffix in (".csv", ".dat", ".parquet", ".npy"):
         out = tmp_path / f"wavfile_embed{suffix}"
-        result = run_cli("embed", tmp_path / "wavfile_spec.dat", "--model", demo_model, "--device", "cpu",
+        result = run_cli("embed", tmp_path / "wavfile_spec.dat", "--model", small_model, "--device", "cpu",
                          "--batch-size", "4", "--out", out)
         assert result.returncode == 0, result.stderr
         if suffix == ".csv":
@@ -71,29 +71,29 @@ def test_embed_seed_dat_to_csv_dat_parquet(demo_model, tmp_path):
         assert not list(tmp_path.glob("*.partial"))
 
 
-def test_embed_postprocess_gives_reference_bytes(demo_model, tmp_path):
+def test_embed_postprocess_gives_reference_bytes(small_model, tmp_path):
     examples = np.random.default_rng(1).normal(-2.0, 1.5, (6, 96, 64)).astype(np.float32)
     np.save(tmp_path / "spec.npy", examples)
-    result = run_cli("embed", tmp_path / "spec.npy", "--model", demo_model, "--device", "cpu",
+    result = run_cli("embed", tmp_path / "spec.npy", "--model", small_model, "--device", "cpu",
                      "--postprocess", "--out", tmp_path / "q.npy")
     assert result.returncode == 0, result.stderr
     quantized = np.load(tmp_path / "q.npy")
     assert quantized.dtype == np.uint8
-    expected = Postprocessor.from_file(demo_model / "pca_params.npz").postprocess(reference_embeddings(demo_model, examples))
+    expected = Postprocessor.from_file(small_model / "pca_params.npz").postprocess(reference_embeddings(small_model, examples))
     assert (np.abs(quantized.astype(int) - expected.astype(int)) <= 1).all()
     assert (quantized == expected).mean() > 0.99
 
 
-def test_embed_bad_inputs_exit_codes(demo_model, tone_wav, tmp_path):
+def test_embed_bad_inputs_exit_codes(small_model, tone_wav, tmp_path):
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    assert_one_line_error(run_cli("embed", tmp_path / "broken.wav", "--model", demo_model, "--device", "cpu",
+    assert_one_line_error(run_cli("embed", tmp_path / "broken.wav", "--model", small_model, "--device", "cpu",
                                   "--out", tmp_path / "o.npy"), "broken.wav")
     assert not (tmp_path / "o.npy").exists()
-    skipped = run_cli("embed", tmp_path / "broken.wav", tone_wav, "--model", demo_model, "--device", "cpu",
+    skipped = run_cli("embed", tmp_path / "broken.wav", tone_wav, "--model", small_model, "--device", "cpu",
                       "--on-error", "skip", "--out", tmp_path / "o.npy")
     assert skipped.returncode == 1, skipped.stderr
     assert "broken.wav" in skipped.stderr and np.load(tmp_path / "o.npy").shape == (3, 128)
-    assert_one_line_error(run_cli("embed", tone_wav, "--model", demo_model, "--device", "cpu",
+    assert_one_line_error(run_cli("embed", tone_wav, "--model", small_model, "--device", "cpu",
                                   "--out", tmp_path / "o.txt"), "unknown output format")
-    assert_one_line_error(run_cli("embed", tone_wav, "--model", demo_model, "--precision", "int4",
+    assert_one_line_error(run_cli("embed", tone_wav, "--model", small_model, "--precision", "int4",
                                   "--out", tmp_path / "o.npy"), "--precision")

@@ -12,9 +12,9 @@ from vggish_rt.engine.modeldir import ModelDirectory
 
 
 @pytest.fixture()
-def model_copy(demo_model, tmp_path):
+def model_copy(small_model, tmp_path):
     copy = tmp_path / "model"
-    shutil.copytree(demo_model, copy)
+    shutil.copytree(small_model, copy)
     return copy
 
 

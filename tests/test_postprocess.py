@@ -1,6 +1,10 @@
 """Post-processing: byte-exact against the reference formula; PCA fitting whitens."""
 from __future__ import annotations
 
+import io
+import re
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -71,3 +75,19 @@ def test_pca_params_round_trip_is_deterministic(tmp_path):
     loaded = load_pca_params(tmp_path / "p.npz")
     np.testing.assert_array_equal(loaded[0], matrix)
     np.testing.assert_array_equal(loaded[1], means)
+
+
+@pytest.mark.parametrize("declared, fragment", [((100_000, 100_000), "has shape [100000, 100000]"),
+                                                ((128, 128), "declares 2,097,280 bytes")])
+def test_pca_file_declaring_too_much_is_refused_before_reading(tmp_path, declared, fragment):
+    """A few kilobytes of zip whose array header (or entry) declares gigabytes: refused from the header."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": declared})
+    body = header.getvalue() + bytes(2 * 1024 * 1024 if declared == (128, 128) else 1024)
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("pca_eigen_vectors.npy", body)
+        archive.writestr("pca_means.npy", body)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(VggishError, match=re.escape(fragment)):
+        load_pca_params(path)

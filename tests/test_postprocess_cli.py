@@ -39,16 +39,16 @@ def test_fit_pca_command_whitens(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs TensorFlow (the [export] extra)")
-def test_tfrecord_round_trip_through_tensorflow(demo_model, tmp_path):
+def test_tfrecord_round_trip_through_tensorflow(small_model, tmp_path):
     from test_audio import EXAMPLES
     from vggish_rt.export.tf_compat import tf_v1
 
     out = tmp_path / "audioset.tfrecord"
-    result = run_cli("embed", EXAMPLES / "Front_Center.wav", EXAMPLES / "complete.oga", "--model", demo_model,
+    result = run_cli("embed", EXAMPLES / "Front_Center.wav", EXAMPLES / "complete.oga", "--model", small_model,
                      "--device", "cpu", "--pad-short", "--out", out)
     assert result.returncode == 0, result.stderr
     reference = tmp_path / "q.npy"
-    assert run_cli("embed", EXAMPLES / "Front_Center.wav", EXAMPLES / "complete.oga", "--model", demo_model,
+    assert run_cli("embed", EXAMPLES / "Front_Center.wav", EXAMPLES / "complete.oga", "--model", small_model,
                    "--device", "cpu", "--pad-short", "--postprocess", "--out", reference).returncode == 0
     tf = tf_v1()
     records = list(tf.compat.v1.io.tf_record_iterator(str(out)))
@@ -74,12 +74,12 @@ def test_resampy_option_reproduces_the_reference_resampler(tmp_path):
     np.testing.assert_allclose(load_audio(tmp_path / "x.wav", resampler="resampy"), expected.astype(np.float32), rtol=0, atol=0)
 
 
-def test_failures_are_reported_in_a_file(demo_model, tmp_path):
+def test_failures_are_reported_in_a_file(small_model, tmp_path):
     from test_audio import EXAMPLES
 
     (tmp_path / "bad.wav").write_bytes(b"not audio at all" * 10)
     out = tmp_path / "e.npy"
-    result = run_cli("embed", tmp_path / "bad.wav", EXAMPLES / "Noise.wav", "--model", demo_model, "--device", "cpu",
+    result = run_cli("embed", tmp_path / "bad.wav", EXAMPLES / "Noise.wav", "--model", small_model, "--device", "cpu",
                      "--on-error", "skip", "--out", out)
     assert result.returncode == 1
     rows = list(csv.reader(open(f"{out}.failures.csv")))

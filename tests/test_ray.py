@@ -36,11 +36,11 @@ def mixed_inputs(tmp_path):
     return [audio[0], tmp_path / "broken.wav", tmp_path / "spec.dat", audio[1], tmp_path / "short.wav", audio[2]]
 
 
-def test_ray_job_equals_single_process_run_row_for_row(demo_model, mixed_inputs, tmp_path):
-    single = run_cli("embed", *mixed_inputs, "--model", demo_model, "--device", "cpu", "--on-error", "skip",
+def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs, tmp_path):
+    single = run_cli("embed", *mixed_inputs, "--model", small_model, "--device", "cpu", "--on-error", "skip",
                      "--out", tmp_path / "single.npy")
     assert single.returncode == 1, single.stderr
-    on_ray = run_cli("embed", *mixed_inputs, "--model", demo_model, "--ray", "--ray-actors", "2",
+    on_ray = run_cli("embed", *mixed_inputs, "--model", small_model, "--ray", "--ray-actors", "2",
                      "--out", tmp_path / "ray_out", env={"RAY_ADDRESS": ""})
     assert on_ray.returncode == 1, on_ray.stderr  # one input failed: reported, the rest done
     assert "broken.wav" in on_ray.stderr and "Traceback" not in on_ray.stderr
