@@ -8,13 +8,14 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
+from vggish_rt.cli import options
 from vggish_rt.cli.app import ModelOption, app
 from vggish_rt.cli.progress import progress_bar
 
 InputsArgument = Annotated[list[str], typer.Argument(
     help="Audio files, directories (recursive), @list.txt files, or spectrograms (.npy [N,96,64], raw float64 .dat).",
     show_default=False)]
-HopOption = Annotated[float, typer.Option(help="Seconds between examples, rounded to whole 10 ms frames (reference: 0.96).")]
+HopOption = Annotated[float, typer.Option(callback=options.seconds(), help="Seconds between examples, rounded to whole 10 ms frames (reference: 0.96).")]
 PadShortOption = Annotated[bool, typer.Option(help="Zero-pad clips shorter than 0.975 s to one example (reference: none).")]
 PadTailOption = Annotated[bool, typer.Option(help="Also keep the last partial window, zero-padded.")]
 ResamplerOption = Annotated[str, typer.Option(help="soxr (fast, default) or resampy (the reference's, if installed).")]
@@ -41,11 +42,11 @@ def _known_rows(sources: list[Path]) -> int | None:
 @app.command()
 def embed(
     inputs: InputsArgument,
-    out: Annotated[Path, typer.Option(help="Output file; its suffix picks the format: .npy (+ .index.csv), .csv, .parquet, .dat, .tfrecord (AudioSet layout, with --postprocess).")],
+    out: Annotated[Path, typer.Option(callback=options.output_path, help="Output file; its suffix picks the format: .npy (+ .index.csv), .csv, .parquet, .dat, .tfrecord (AudioSet layout, with --postprocess).")],
     model: ModelOption = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, or cuda:0,1 (one session per GPU).")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (the model directory must hold that file).")] = "fp32",
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch (default: 64 on CPU, 1024 on GPU).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(callback=options.count(1, options.MAX_BATCH_SIZE), help="Examples per batch (default: 64 on CPU, 1024 on GPU).")] = None,
     hop: HopOption = 0.96,
     pad_short: PadShortOption = False,
     pad_tail: PadTailOption = False,
@@ -57,13 +58,13 @@ def embed(
     on_error: Annotated[str, typer.Option(help="fail: stop at the first bad input; skip: finish, list failures, exit 1.")] = "fail",
     metadata: Annotated[Optional[Path], typer.Option(help="CSV table, one row per output row; its columns lead the CSV/Parquet output (the seed's wavfile_df.csv).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run of the same job from its last committed chunk.")] = False,
-    workers: Annotated[Optional[int], typer.Option(help="Audio decoding processes (default: one per core but one, at least 1; 0: decode in-process). They write decoded audio into shared memory.")] = None,
-    processes: Annotated[Optional[int], typer.Option(min=1, help="Device processes, each with its own share of the inputs, its own sessions and decoding; this process merges and writes (default: one per GPU when several are used; with one device, none: the job runs in this process). On the CPU, N splits the cores among N processes.")] = None,
-    commit_every: Annotated[float, typer.Option(help="Seconds between commits of finished rows (what --resume keeps).")] = 2.0,
+    workers: Annotated[Optional[int], typer.Option(callback=options.count(0, options.MAX_PROCESSES), help="Audio decoding processes (default: one per core but one, at least 1; 0: decode in-process). They write decoded audio into shared memory.")] = None,
+    processes: Annotated[Optional[int], typer.Option(callback=options.count(1, options.MAX_PROCESSES), help="Device processes, each with its own share of the inputs, its own sessions and decoding; this process merges and writes (default: one per GPU when several are used; with one device, none: the job runs in this process). On the CPU, N splits the cores among N processes.")] = None,
+    commit_every: Annotated[float, typer.Option(callback=options.seconds(zero_allowed=True), help="Seconds between commits of finished rows (what --resume keeps; 0: after every batch).")] = 2.0,
     provider: Annotated[str, typer.Option(help="On GPUs: cuda (default) or tensorrt (needs TensorRT's own libraries; engine cache in ~/.cache/vggish-rt/tensorrt).")] = "cuda",
     ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (needs the vggish-rt\\[ray] extra): the one in $RAY_ADDRESS or --ray-address, else a local one. --out names a new directory of Parquet shards + index.csv.")] = False,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (HOST:PORT or ray://HOST:PORT); implies --ray.")] = None,
-    ray_actors: Annotated[Optional[int], typer.Option(help="With --ray: embedding actors (default: one per GPU in the cluster, else 2).")] = None,
+    ray_actors: Annotated[Optional[int], typer.Option(callback=options.count(1, options.MAX_PROCESSES), help="With --ray: embedding actors (default: one per GPU in the cluster, else 2).")] = None,
 ) -> None:
     """Embed audio or spectrograms into one output file (or, with --ray, a directory of Parquet shards).
 
@@ -144,7 +145,7 @@ def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precisi
 @app.command()
 def features(
     inputs: InputsArgument,
-    out: Annotated[Path, typer.Option(help="Output .npy: float32 [N,96,64] log-mel examples, with .index.csv beside it.")],
+    out: Annotated[Path, typer.Option(callback=options.output_path, help="Output .npy: float32 [N,96,64] log-mel examples, with .index.csv beside it.")],
     hop: HopOption = 0.96,
     pad_short: PadShortOption = False,
     pad_tail: PadTailOption = False,
@@ -163,7 +164,7 @@ def features(
 @app.command(name="postprocess")
 def postprocess_command(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings .npy, float [N,128].", show_default=False)],
-    out: Annotated[Path, typer.Option(help="Output .npy: uint8 [N,128].")],
+    out: Annotated[Path, typer.Option(callback=options.output_path, help="Output .npy: uint8 [N,128].")],
     pca_params: Annotated[Optional[Path], typer.Option(help="PCA params .npz (default: the model directory's).")] = None,
     model: ModelOption = None,
 ) -> None:
@@ -191,7 +192,7 @@ def postprocess_command(
 @app.command(name="fit-pca")
 def fit_pca(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings .npy, float [N,128] (memory-mapped; any size).", show_default=False)],
-    out: Annotated[Path, typer.Option(help="Output PCA params .npz in the released layout.")],
+    out: Annotated[Path, typer.Option(callback=options.output_path, help="Output PCA params .npz in the released layout.")],
 ) -> None:
     """Fit PCA with whitening on embeddings, in the layout of vggish_pca_params.npz."""
     from vggish_rt.engine.arrays import load_embeddings, write_bytes_atomic
@@ -213,12 +214,12 @@ def bench(
     model: ModelOption = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, or cuda:0,1.")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch (default: 64 on CPU, 1024 on GPU).")] = None,
-    seconds: Annotated[float, typer.Option(help="Keep repeating for at least this long (after at least 3 repeats).")] = 10.0,
-    examples: Annotated[Optional[int], typer.Option(help="Examples per repeat (default: 8 batches per device).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(callback=options.count(1, options.MAX_BATCH_SIZE), help="Examples per batch (default: 64 on CPU, 1024 on GPU).")] = None,
+    seconds: Annotated[float, typer.Option(callback=options.seconds(), help="Keep repeating for at least this long (after at least 3 repeats).")] = 10.0,
+    examples: Annotated[Optional[int], typer.Option(callback=options.count(1, 100 * options.MAX_BATCH_SIZE), help="Examples per repeat (default: 8 batches per device).")] = None,
     input_kind: Annotated[str, typer.Option("--input", help="examples (log-mel [N,96,64]) or windows (audio [N,15600] through the frontend).")] = "examples",
     frontend: Annotated[str, typer.Option(help="For --input windows: onnx (in the graph) or numpy.")] = "onnx",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: every core).")] = None,
+    threads: Annotated[Optional[int], typer.Option(callback=options.count(1, options.MAX_PROCESSES), help="CPU threads (default: every core).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="End with one JSON line holding the results.")] = False,
 ) -> None:
     """Measure examples/s, host arrays in and embeddings back in host memory (medians of repeats)."""

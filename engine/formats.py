@@ -80,23 +80,25 @@ Chunks = Iterator[tuple[np.ndarray, "pa.Table"]]  # (values [k, ...], index fiel
 
 
 def finish(store: PartialStore, metadata_columns: list[str] | None = None, pooled: bool = False,
-           postprocessor: Postprocessor | None = None) -> None:
-    """Write ``store.out`` (and its index, where the format has one) from the store, atomically.
+           postprocessor: Postprocessor | None = None, failed_sources: frozenset[str] = frozenset()) -> int:
+    """Write ``store.out`` (and its index, where the format has one) from the store, atomically;
+    returns the number of rows written.
 
-    ``pooled``: one row per source, the mean of its rows (rows of a source are
-    contiguous in the store). ``postprocessor``: applied after pooling; the
+    ``pooled``: one row per input, the mean of its rows (rows of an input are
+    contiguous in the store), none for the inputs in ``failed_sources`` (the
+    rows they gave before failing are a prefix, not the input). ``postprocessor``: applied after pooling; the
     values become uint8.
     """
     out = store.out
     suffix = out.suffix.lower()
     columns = metadata_columns or []
-    count = _count_sources(store) if pooled else store.rows
+    count = _count_sources(store, failed_sources) if pooled else store.rows
     dtype = np.dtype(np.uint8) if postprocessor is not None else store.dtype
 
     rows_per_chunk = max(1, min(CHUNK, CHUNK_BYTES // (store.dtype.itemsize * int(np.prod(store.row_shape)))))
 
     def chunks() -> Chunks:
-        stream = _pool(store.read_rows(rows_per_chunk)) if pooled else store.read_rows(rows_per_chunk)
+        stream = _pool(store.read_rows(rows_per_chunk), failed_sources) if pooled else store.read_rows(rows_per_chunk)
         for values, index in stream:
             yield (postprocessor.postprocess(values) if postprocessor is not None else values), index
 
@@ -130,31 +132,39 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
     finally:
         temporary.unlink(missing_ok=True)
         index_temporary.unlink(missing_ok=True)
+    return count
+
+
+def _input_starts(index: "pa.Table", previous_source: str | None) -> np.ndarray:
+    """bool [n]: where a row begins an input's rows. Its source differs from the row
+    before, or its example number is 0: the same file given twice in a row is two
+    inputs, two pooled rows (an input's rows always begin at example 0)."""
+    sources = index.column(0).to_numpy(zero_copy_only=False)
+    examples = index.column(1).to_numpy(zero_copy_only=False)
+    before = np.concatenate([np.array([previous_source], dtype=object), sources[:-1]])
+    return (sources != before) | (examples == "0")
 
 
 def _by_source(chunks: Chunks) -> Iterator[tuple["pa.Table", np.ndarray]]:
-    """(index [n], values [n,...]) for each run of contiguous rows of one source."""
+    """(index [n], values [n,...]) for the rows of each input, in order."""
     import pyarrow as pa
 
     held_index: list[pa.Table] = []
     held_values: list[np.ndarray] = []
+    previous = None
     for values, index in chunks:
-        sources = index.column(0).to_numpy(zero_copy_only=False)
-        cuts = [0, *(np.flatnonzero(sources[1:] != sources[:-1]) + 1).tolist(), len(sources)]
-        if held_index and len(sources) and sources[0] != held_index[0].column(0)[0].as_py():
-            yield pa.concat_tables(held_index), np.concatenate(held_values)
-            held_index, held_values = [], []
-        for a, z in zip(cuts[:-1], cuts[1:]):
-            if z == len(sources):  # the last run may go on in the next chunk
-                held_index.append(index.slice(a, z - a))
-                held_values.append(values[a:z])
-            elif held_index:
-                held_index.append(index.slice(a, z - a))
-                held_values.append(values[a:z])
+        if not index.num_rows:
+            continue
+        starts = np.flatnonzero(_input_starts(index, previous)).tolist()
+        previous = index.column(0)[-1].as_py()
+        for a, z in zip([0, *starts], [*starts, index.num_rows]):
+            if a == z:
+                continue
+            if a in starts and held_index:  # a new input: the held rows are complete
                 yield pa.concat_tables(held_index), np.concatenate(held_values)
                 held_index, held_values = [], []
-            else:
-                yield index.slice(a, z - a), values[a:z]
+            held_index.append(index.slice(a, z - a))
+            held_values.append(values[a:z])
     if held_index:
         yield pa.concat_tables(held_index), np.concatenate(held_values)
 
@@ -166,16 +176,19 @@ def _per_source(chunks: Chunks) -> Iterator[tuple[str, float, float, np.ndarray]
             float(index.column(3)[-1].as_py() or 0.0), values
 
 
-def _count_sources(store: PartialStore) -> int:
+def _count_sources(store: PartialStore, failed_sources: frozenset[str]) -> int:
+    """The number of inputs, not in ``failed_sources``, whose rows the store holds (the pooled row count)."""
     count, previous = 0, None
     for index in store.read_index(CHUNK):
-        sources = index.column(0).to_numpy(zero_copy_only=False)
-        count += int(np.count_nonzero(sources[1:] != sources[:-1])) + (sources[0] != previous)
-        previous = sources[-1]
+        if index.num_rows:
+            starts = _input_starts(index, previous)
+            sources = index.column(0).to_numpy(zero_copy_only=False)[starts]
+            count += int(np.count_nonzero(~np.isin(sources, list(failed_sources)))) if failed_sources else int(starts.sum())
+            previous = index.column(0)[-1].as_py()
     return count
 
 
-def _pool(chunks: Chunks) -> Chunks:
+def _pool(chunks: Chunks, failed_sources: frozenset[str]) -> Chunks:
     """Mean of each source's rows (float64 sums), one row a source: example 0, first start, last end, the
     first row's metadata; regrouped into chunks of up to CHUNK pooled rows."""
     out_values: list[np.ndarray] = []
@@ -183,6 +196,8 @@ def _pool(chunks: Chunks) -> Chunks:
     for index, values in _by_source(chunks):
         first, last = index.slice(0, 1).to_pylist()[0], index.column(3)[-1].as_py()
         fields = list(first.values())
+        if fields[0] in failed_sources:
+            continue
         out_values.append(values.astype(np.float64).mean(axis=0))
         out_lines.append([fields[0], "0", fields[2], last, *fields[4:]])
         if len(out_values) == CHUNK:

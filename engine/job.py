@@ -246,7 +246,9 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         else:
             _run_sharded(sources, embedder, options, kinds, processes, producer, append)
         store.commit({"source": len(sources), "example": 0, "report": producer.snapshot()})
-        finish(store, columns, pooled=options.pool == "mean", postprocessor=options.postprocessor)
+        failed = frozenset(path for path, _ in producer.report.failures)  # no pooled row from a failed input's first rows
+        written = finish(store, columns, pooled=options.pool == "mean", postprocessor=options.postprocessor,
+                         failed_sources=failed)
     except (VggishError, OSError) as exc:
         if store.committed_rows == 0:  # nothing a --resume could keep: leave nothing behind
             store.discard()
@@ -261,7 +263,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     store.discard()
     report = producer.report
     _write_failures(out, report)
-    report.rows = store.rows if options.pool == "none" else report.inputs_done - len(report.short_inputs)
+    report.rows = written  # what the output holds, pooled or not
     return report
 
 

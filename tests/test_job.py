@@ -137,6 +137,31 @@ def test_memory_stays_flat_on_a_large_dat(tiny_model, tmp_path):
     np.testing.assert_allclose(embeddings[-10:], Embedder(tiny_model, device="cpu").embed_examples(tail), rtol=1e-5)
 
 
+def test_one_pooled_row_per_input_whatever_repeats(tiny_model, tmp_path):
+    """The same file twice in a row is two inputs: two pooled rows, each with its metadata row; the count
+    printed is the count written. A failed input gives no pooled row from the rows before its failure."""
+    spectrogram_dat(tmp_path / "a.dat", 5, seed=1)
+    spectrogram_dat(tmp_path / "b.dat", 3, seed=2)
+    bad = spectrogram_dat(tmp_path / "c_bad.dat", 6, seed=3)
+    bad[4] = np.nan
+    bad.tofile(tmp_path / "c_bad.dat")
+    (tmp_path / "meta.csv").write_text("label\nfirst\nsecond\nthird\nfourth\n")
+    inputs = [tmp_path / "a.dat", tmp_path / "a.dat", tmp_path / "b.dat", tmp_path / "c_bad.dat"]
+    out = tmp_path / "pooled.csv"
+    result = run_cli("embed", *inputs, "--model", tiny_model, "--device", "cpu", "--pool", "mean",
+                     "--on-error", "skip", "--out", out)
+    assert result.returncode == 1, result.stderr  # c_bad.dat failed, reported
+    assert "wrote 3 embeddings" in result.stdout, result.stdout
+    rows = list(csv.reader(open(out)))[1:]
+    assert [row[0] for row in rows] == [str(tmp_path / "a.dat")] * 2 + [str(tmp_path / "b.dat")]
+    assert rows[0][4:] == rows[1][4:] and rows[0][4:] != rows[2][4:]
+    (tmp_path / "meta.csv").write_text("label\nfirst\nsecond\nthird\n")
+    labelled = run_cli("embed", *inputs[:3], "--model", tiny_model, "--device", "cpu", "--pool", "mean",
+                       "--metadata", tmp_path / "meta.csv", "--out", tmp_path / "labelled.csv")
+    assert labelled.returncode == 0, labelled.stderr
+    assert [row[0] for row in list(csv.reader(open(tmp_path / "labelled.csv")))[1:]] == ["first", "second", "third"]
+
+
 def test_metadata_table_leads_csv_and_parquet_like_the_seed(tiny_model, tmp_path):
     spectrogram_dat(tmp_path / "wavfile_spec.dat", 5)
     with open(tmp_path / "wavfile_df.csv", "w", newline="") as f:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -36,3 +38,29 @@ def test_console_script_and_module_agree():
 def test_usage_errors_are_one_line_with_exit_2():
     result = run_cli("embed", "--no-such-flag")
     assert result.returncode == 2 and result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command, option, value, fragment", [
+    ("embed", "--hop", "1e300", "must be a finite number of seconds, above 0"),
+    ("embed", "--hop", "nan", "must be a finite number of seconds, above 0"),
+    ("features", "--hop", "-1", "must be a finite number of seconds, above 0"),
+    ("embed", "--commit-every", "nan", "must be a finite number of seconds, 0 to"),
+    ("embed", "--commit-every", "inf", "must be a finite number of seconds, 0 to"),
+    ("embed", "--batch-size", "1000000000", "must be from 1 to 65,536"),
+    ("embed", "--batch-size", "0", "must be from 1 to 65,536"),
+    ("embed", "--workers", "-1", "must be from 0 to 1,024"),
+    ("embed", "--processes", "0", "must be from 1 to 1,024"),
+    ("bench", "--seconds", "nan", "must be a finite number of seconds, above 0"),
+    ("embed", "--out", "x" * 250 + ".npy", "the name is 254 bytes"),
+])
+def test_option_values_are_checked_when_parsed(tmp_path, command, option, value, fragment):
+    """Each bad value: one error line naming the option, exit 2, before any model or input is read."""
+    inputs = [] if command == "bench" else [tmp_path / "missing.wav"]  # never opened: parsing fails first
+    out = [] if command == "bench" or option == "--out" else ["--out", tmp_path / "o.npy"]
+    target = [tmp_path / value] if option == "--out" else [value]
+    model = [] if command == "features" else ["--model", tmp_path / "no-model"]
+    result = run_cli(command, *inputs, *out, option, *target, *model)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], lines
+    assert f"'{option}'" in lines[0], lines  # the option is named

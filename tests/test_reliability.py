@@ -134,12 +134,12 @@ def test_kill_9_at_random_points_then_resume_is_byte_identical(demo_model, tmp_p
     The real network (about 90 examples/s on 2 cores) and kill points at least 100 rows before
     the end: the tiny model finished 2,000 rows between two polls of the journal.
     """
-    spectrogram_dat(tmp_path / "spec.dat", 600)
+    spectrogram_dat(tmp_path / "spec.dat", 400)
     args = ["embed", tmp_path / "spec.dat", "--model", demo_model, "--device", "cpu", "--batch-size", "16",
             "--commit-every", "0.01"]
     reference = run_cli(*args, "--out", tmp_path / "ref.npy")
     assert reference.returncode == 0, reference.stderr
-    points = sorted(random.Random(20261121).sample(range(0, 500, 16), 4))
+    points = sorted(random.Random(20261121).sample(range(0, 300, 16), 4))
     out = tmp_path / "resumed.npy"
     kill_at_rows(args, out, tuple(points))
     resumed = run_cli(*args, "--out", out, "--resume")
@@ -147,7 +147,7 @@ def test_kill_9_at_random_points_then_resume_is_byte_identical(demo_model, tmp_p
     assert out.read_bytes() == (tmp_path / "ref.npy").read_bytes(), points
     index = Path(f"{out}.index.csv").read_text().splitlines()
     assert index == Path(f"{tmp_path / 'ref.npy'}.index.csv").read_text().splitlines()
-    assert len(index) - 1 == len(set(index[1:])) == 600, "rows embedded twice or skipped"
+    assert len(index) - 1 == len(set(index[1:])) == 400, "rows embedded twice or skipped"
 
 
 def test_out_of_memory_halves_the_batch_and_the_job_goes_on(tiny_model, monkeypatch, capsys):
@@ -252,7 +252,7 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny_model, tm
 
 
 def test_a_second_job_on_the_same_output_is_refused_and_the_first_finishes(demo_model, tmp_path):
-    spectrogram_dat(tmp_path / "spec.dat", 600)  # about 7 s on 2 cores: the second job starts well within it
+    spectrogram_dat(tmp_path / "spec.dat", 450)  # about 5 s on 2 cores: the second job starts well within it
     args = ["embed", tmp_path / "spec.dat", "--model", demo_model, "--device", "cpu", "--batch-size", "16",
             "--commit-every", "0.01"]
     out = tmp_path / "out.npy"
