@@ -85,13 +85,28 @@ def resample(waveform: np.ndarray, rate: int, resampler: str = "soxr") -> np.nda
 
 
 BLOCK_SECONDS = 60.0  # decoded per step: a 10-hour file never sits in memory whole
+# Float audio is in [-1, 1]. Far above it, a file is corrupt, and its log-mel, then
+# its embeddings, overflow (float16 frontends above 65,504; float32 further up):
+# such a file is a failed input, never NaN rows.
+MAX_ABS_SAMPLE = 1024.0
+
+
+def check_samples(samples: np.ndarray, label: str) -> None:
+    """Refuse float samples (any shape) that hold NaN or Inf, or exceed MAX_ABS_SAMPLE."""
+    if not np.isfinite(samples).all():
+        raise VggishError(f"{label}: holds NaN or Inf samples")
+    peak = float(np.abs(samples).max(initial=0.0))
+    if peak > MAX_ABS_SAMPLE:
+        raise VggishError(f"{label}: holds samples of magnitude {peak:.3g} (float audio lies in [-1, 1]; above "
+                          f"{MAX_ABS_SAMPLE:g} the log-mel overflows)")
 
 
 def _mono(block: np.ndarray, path: Path, integer: bool = False) -> np.ndarray:
-    """[frames, channels] float32 -> [frames], channels averaged; refuses NaN and Inf
-    (which only float encodings can hold: ``integer`` skips the scan)."""
-    if not integer and not np.isfinite(block).all():
-        raise VggishError(f"{path}: holds NaN or Inf samples")
+    """[frames, channels] float32 -> [frames], channels averaged; refuses NaN, Inf and
+    samples above MAX_ABS_SAMPLE (which only float encodings can hold: ``integer``
+    skips the scan)."""
+    if not integer:
+        check_samples(block, str(path))
     return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
 
 

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.engine.audio import resample
+from vggish_rt.engine.audio import check_samples, resample
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.graph import pool_before_bias_relu
@@ -250,8 +250,7 @@ class Embedder:
         waveform = np.asarray(waveform, np.float32)
         if waveform.ndim != 1:
             raise VggishError(f"waveform must be mono, shape [S], got {list(waveform.shape)}")
-        if not np.isfinite(waveform).all():
-            raise VggishError("waveform holds NaN or Inf samples")
+        check_samples(waveform, "waveform")
         windows = cut_windows(resample(waveform, int(sample_rate), options.resampler), options.hop,
                               options.pad_short, options.pad_tail)
         start_s, _ = window_times(len(windows), options.hop)

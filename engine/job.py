@@ -42,6 +42,7 @@ from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.shards import Unit, plan_units, run_units
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, skip_rows, spectrogram_blocks
+from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.store import PartialStore, Rows
 
 Progress = Callable[[int], None]
@@ -85,19 +86,32 @@ class JobReport:
     short_inputs: list[str] = field(default_factory=list)
 
 
+# Of each input, the first and last bytes go into the job's fingerprint with its size and time.
+FINGERPRINT_EDGE_BYTES = 65_536
+
+
 def _fingerprint(sources: list[Path], embedder: Embedder, options: JobOptions) -> dict[str, Any]:
-    """What must not change between a killed job and its resumption."""
+    """What must not change between a killed job and its resumption: each input's path, size, time and
+    first and last 64 KiB (an edit that keeps size and time shows; reading every input whole again would
+    double a job's reading), the metadata table's and the PCA file's whole content, model files, options."""
     listing = hashlib.sha256()
     for source in sources:
         stat = source.stat()
-        listing.update(f"{source.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        listing.update(f"{source.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        with open(source, "rb") as f:
+            listing.update(f.read(FINGERPRINT_EDGE_BYTES))
+            f.seek(max(0, stat.st_size - FINGERPRINT_EDGE_BYTES))
+            listing.update(f.read(FINGERPRINT_EDGE_BYTES))
+    metadata = hashlib.sha256(options.metadata.read_bytes()).hexdigest() if options.metadata else ""
+    pca = embedder.model.manifest["files"].get(PCA_FILE, {}).get("sha256") if options.postprocessor else None
     return {"inputs": listing.hexdigest(), "count": len(sources), "model": str(embedder.model.path),
             "model_files": {kind: embedder.model.manifest["files"].get(embedder.model_file(kind), {}).get("sha256")
                             for kind in ("examples", "windows")},
             "batch_size": embedder.batch_size, "precision": embedder.precision, "frontend": embedder.frontend,
             "relu": embedder.relu, "hop_frames": options.windows.hop.frames, "pad_short": options.windows.pad_short,
             "pad_tail": options.windows.pad_tail, "resampler": options.windows.resampler, "pool": options.pool,
-            "postprocess": options.postprocessor is not None, "metadata": str(options.metadata or "")}
+            "postprocess": options.postprocessor is not None, "pca_params": pca,
+            "metadata": str(options.metadata or ""), "metadata_sha256": metadata}
 
 
 def _load_metadata(path: Path, expected_rows: int) -> tuple[list[str], list[list[str]]]:
@@ -232,6 +246,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
 
     def append(rows: Rows, position_after: Callable[[], dict[str, Any]]) -> None:
         nonlocal last_commit
+        _refuse_non_finite(rows)
         store.append(rows)
         progress(len(rows))
         if time.monotonic() - last_commit >= options.commit_seconds:
@@ -265,6 +280,16 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     _write_failures(out, report)
     report.rows = written  # what the output holds, pooled or not
     return report
+
+
+def _refuse_non_finite(rows: Rows) -> None:
+    """The last line of defence: no NaN or Inf row is ever written (inputs are bounded where they are read,
+    so a network that overflows on bounded input is what this would name)."""
+    finite = np.isfinite(rows.values).reshape(len(rows.values), -1).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise VggishError(f"{rows.source[row]}: example {rows.example[row]} embeds to NaN or Inf; nothing is written "
+                          "for it (the model overflows on this input)")
 
 
 def _run_sharded(sources: list[Path], embedder: Embedder, options: JobOptions, kinds: tuple[str, ...],

@@ -18,6 +18,10 @@ from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.inputs import open_spectrograms
 from vggish_rt.engine.windows import DEFAULT_HOP, Hop, WindowStream, window_times
 
+# Log-mel values lie within about [ln 0.01, 20]; far above, a file is not log-mel,
+# and the network's activations overflow (float16 above 65,504): a failed input.
+MAX_ABS_LOG_MEL = 1_000.0
+
 
 @dataclass(frozen=True)
 class WindowOptions:
@@ -81,6 +85,10 @@ def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int
         examples = spectrograms.read(first, min(first + chunk, stop)).astype(np.float32, copy=False)
         if not np.isfinite(examples).all():
             raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold NaN or Inf")
+        peak = float(np.abs(examples).max(initial=0.0))
+        if peak > MAX_ABS_LOG_MEL:
+            raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold values of magnitude {peak:.3g} "
+                              f"(log-mel values lie within about [-5, 20]; above {MAX_ABS_LOG_MEL:g} a file is not log-mel)")
         nan = np.full(len(examples), np.nan)
         yield Block(source, np.arange(first, first + len(examples)), nan, nan, examples=examples)
 

@@ -196,8 +196,10 @@ class PartialStore:
         except (OSError, json.JSONDecodeError) as exc:
             raise VggishError(f"--resume: {journal_file} is unreadable ({exc})") from None
         if journal.get("version") != JOURNAL_VERSION or journal.get("fingerprint") != self.fingerprint:
-            raise VggishError(f"--resume: {self.path} was left by a different job (other inputs, model or "
-                              "options); remove it or run without --resume")
+            left = journal.get("fingerprint") or {}
+            changed = sorted(k for k in {*left, *self.fingerprint} if left.get(k) != self.fingerprint.get(k))
+            raise VggishError(f"--resume: {self.path} was left by a different job (changed since: "
+                              f"{', '.join(changed) or 'the store format'}); remove it or run without --resume")
         for name, size in (("rows.bin", journal["rows_bytes"]), ("index.csv", journal["index_bytes"])):
             file = self.path / name
             if file.stat().st_size < size:

@@ -74,6 +74,9 @@ def _audio_cases() -> dict[str, tuple[str, bytes, str]]:
         "nan_floats": ("nan.wav", _sf_bytes(nan_samples, 16000, "WAV", "FLOAT"), "NaN or Inf"),
         "inf_floats": ("inf.wav", _sf_bytes(inf_samples, 16000, "WAV", "FLOAT"), "NaN or Inf"),
         "nan_in_last_samples": ("nan_tail.wav", float_wav[:-8] + struct.pack("<ff", np.nan, np.nan), "NaN or Inf"),
+        # finite, but the log-mel of 1e30 overflows: gave all-NaN rows and exit 0
+        "huge_finite_floats": ("huge_floats.wav", _sf_bytes(np.array([0.1, 1e30] * 16000, np.float32), 16000, "WAV",
+                                                            "FLOAT"), "magnitude 1e+30"),
         "directory_named_wav": ("dir.wav", None, "directory holds no audio files"),
     }
 
@@ -101,6 +104,7 @@ def _spectrogram_cases() -> dict[str, tuple[str, bytes, str]]:
         "npy_object_pickle": ("object.npy", _npy(np.array([{"x": 1}, None], dtype=object)), "pickled"),
         "npy_nan": ("nan.npy", _npy(with_nan), "NaN or Inf"),
         "npy_inf": ("inf.npy", _npy(with_inf.astype(np.float32)), "NaN or Inf"),
+        "npy_huge_finite": ("huge.npy", _npy((good * 1e30).astype(np.float32)), "magnitude"),
         "npy_truncated": ("truncated.npy", _npy(good)[:-100], "truncated"),
         "npy_header_only": ("header.npy", header, "truncated"),
         "npy_bad_magic": ("magic.npy", b"\x93NUMPX" + bytes(200), "not a readable .npy"),

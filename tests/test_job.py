@@ -162,6 +162,31 @@ def test_one_pooled_row_per_input_whatever_repeats(tiny_model, tmp_path):
     assert [row[0] for row in list(csv.reader(open(tmp_path / "labelled.csv")))[1:]] == ["first", "second", "third"]
 
 
+def test_resume_refuses_a_job_whose_metadata_or_input_content_changed(tiny_model, tmp_path):
+    """A store kept after a failure (rows of a.dat committed, b.dat bad); then the metadata's labels are
+    edited, same row count, or a.dat's bytes change at the same size and time: --resume names what changed."""
+    spectrogram_dat(tmp_path / "a.dat", 3, seed=1)
+    bad = spectrogram_dat(tmp_path / "b.dat", 2, seed=2)
+    bad[1] = np.nan
+    bad.tofile(tmp_path / "b.dat")
+    (tmp_path / "meta.csv").write_text("label\nx\ny\nz\nu\nv\n")
+    args = ["embed", tmp_path / "a.dat", tmp_path / "b.dat", "--model", tiny_model, "--device", "cpu",
+            "--metadata", tmp_path / "meta.csv", "--commit-every", "0", "--batch-size", "1", "--out", tmp_path / "o.csv"]
+    first = run_cli(*args)
+    assert first.returncode == 2 and (tmp_path / "o.csv.partial").is_dir(), first.stderr
+    (tmp_path / "meta.csv").write_text("label\nX\nY\nZ\nU\nV\n")
+    assert_one_line_error(run_cli(*args, "--resume"), "different job", "metadata_sha256")
+    (tmp_path / "meta.csv").write_text("label\nx\ny\nz\nu\nv\n")
+    stat = (tmp_path / "a.dat").stat()
+    data = np.fromfile(tmp_path / "a.dat")
+    data[0] += 1.0
+    data.tofile(tmp_path / "a.dat")
+    os.utime(tmp_path / "a.dat", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    refused = run_cli(*args, "--resume")
+    assert_one_line_error(refused, "different job", "inputs")
+    assert "metadata" not in refused.stderr
+
+
 def test_metadata_table_leads_csv_and_parquet_like_the_seed(tiny_model, tmp_path):
     spectrogram_dat(tmp_path / "wavfile_spec.dat", 5)
     with open(tmp_path / "wavfile_df.csv", "w", newline="") as f:
