@@ -9,6 +9,7 @@ reference's resampler, when installed).
 from __future__ import annotations
 
 from collections.abc import Iterator
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def read_info(path: Path) -> sf._SoundFileInfo:
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise VggishError(f"{path}: empty file")
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # bytes: any file name, UTF-8 or not
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise VggishError(f"{path}: not readable audio ({_cause(exc)})") from None
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
@@ -122,7 +123,7 @@ def iter_audio(path: Path, resampler: str = "soxr", block_seconds: float = BLOCK
     if resampler not in RESAMPLERS:
         raise VggishError(f"--resampler {resampler!r}: expected one of {', '.join(RESAMPLERS)}")
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:
             if resampler == "resampy":
                 yield resample(_mono(f.read(dtype="float32", always_2d=True), path), info.samplerate, resampler)
                 return

@@ -24,6 +24,13 @@ _DAT_EXAMPLE_BYTES = params.NUM_FRAMES * params.NUM_BANDS * 8
 _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
+def printable(text: str) -> str:
+    """``text`` (a path as Python decodes file names: bytes that are not UTF-8 as surrogates) as valid
+    UTF-8 text. File names are bytes on POSIX: any name is embedded or reported, its bytes that are not
+    UTF-8 written \\xNN in outputs (index, CSV, Parquet, failures) and messages."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def is_spectrogram(path: Path) -> bool:
     return path.suffix.lower() in SPECTROGRAM_SUFFIXES
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from vggish_rt.engine.decoding import DecodePool, to_examples
 from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
-from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
+from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.shards import Unit, plan_units, run_units
@@ -97,7 +98,7 @@ def _fingerprint(sources: list[Path], embedder: Embedder, options: JobOptions) -
     listing = hashlib.sha256()
     for source in sources:
         stat = source.stat()
-        listing.update(f"{source.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        listing.update(os.fsencode(source.resolve()) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
         with open(source, "rb") as f:
             listing.update(f.read(FINGERPRINT_EDGE_BYTES))
             f.seek(max(0, stat.st_size - FINGERPRINT_EDGE_BYTES))
@@ -201,10 +202,10 @@ class _Producer:
             except VggishError as exc:
                 if self.options.on_error == "fail":
                     raise
-                self.report.failures.append((str(path), str(exc)))
+                self.report.failures.append((printable(str(path)), printable(str(exc))))
                 continue
             if rows == 0 and skip == 0:
-                self.report.short_inputs.append(str(path))
+                self.report.short_inputs.append(printable(str(path)))
             self.report.inputs_done += 1
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from vggish_rt.engine.inputs import printable
 from vggish_rt.engine.sources import Block
 from vggish_rt.engine.staging import BatchBuffers
 from vggish_rt.engine.store import Rows
@@ -87,7 +88,7 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: in
         last, _, _, stop, _ = pieces[-1]
         sources: list[str] = []
         for b, _, a, z, _ in pieces:
-            sources += [str(b.source)] * (z - a)
+            sources += [printable(str(b.source))] * (z - a)
         held = buffer
         batch = Batch(seq, kind, inputs[:filled], sources,
                       np.concatenate([b.index[a:z] for b, _, a, z, _ in pieces]),
