@@ -6,6 +6,7 @@ with ``error:``; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -18,7 +19,7 @@ try:  # typer >= 0.20 vendors click; older releases use the click package
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
 
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import Interrupted, Terminated, VggishError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fast, faithful VGGish audio embeddings: export the TF checkpoint to ONNX, "
@@ -80,8 +81,11 @@ def doctor(model: ModelOption = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning every error into one ``error:`` line."""
     command = typer.main.get_command(app)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = command.main(args=argv, prog_name="vggish-rt", standalone_mode=False)
+    except Interrupted as exc:  # a job's own word on what it kept
+        _fail(str(exc), exc.exit_code)
     except VggishError as exc:
         _fail(str(exc), 2)
     except click_errors.NoArgsIsHelpError as exc:  # bare `vggish-rt`: help, not an error
@@ -93,13 +97,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         _fail("interrupted", 130)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+    except KeyboardInterrupt as exc:
+        _fail("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted", 143 if isinstance(exc, Terminated) else 130)
     except MemoryError:
         _fail("out of memory (try a smaller --batch-size)", 2)
     except Exception as exc:  # noqa: BLE001 - a bug: still one line, traceback with --debug
         _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _fail(message: str, code: int) -> None:

@@ -113,7 +113,8 @@ def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, o
 
     It ends with the main process ``job``, kill -9 included."""
     exit_with(job)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    for stop in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and SIGTERM (to a process group too) are the
+        signal.signal(stop, signal.SIG_IGN)      # main process's to handle; this one follows it
     with open(arena_path, "r+b") as f:
         arena = mmap.mmap(f.fileno(), slot_count * _SLOT_BYTES)
     slots = _slots(arena, slot_count, numpy_frontend)

@@ -7,3 +7,24 @@ class VggishError(Exception):
     The message names the file or value at fault and the cause; the CLI prints
     it as ``error: <message>`` with no traceback.
     """
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM (the CLI installs the handler), so a
+    terminated job unwinds as an interrupted one does: its store closed, its
+    workers gone, one line said."""
+
+
+class Interrupted(VggishError):
+    """A job stopped by Ctrl-C (exit code 130) or SIGTERM (143); the message says
+    what was kept and how to go on."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    @classmethod
+    def from_signal(cls, interrupt: KeyboardInterrupt, what_was_kept: str) -> "Interrupted":
+        if isinstance(interrupt, Terminated):
+            return cls(f"terminated (SIGTERM); {what_was_kept}", 143)
+        return cls(f"interrupted; {what_was_kept}", 130)

@@ -7,7 +7,9 @@ import numpy as np
 
 from vggish_rt.engine import params
 from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
+from vggish_rt.engine.errors import Interrupted
 from vggish_rt.engine.frontend import log_mel_examples
+from vggish_rt.engine.inputs import printable
 from vggish_rt.engine.sources import WindowOptions, audio_blocks
 from vggish_rt.engine.store import PartialStore, Rows
 
@@ -21,10 +23,12 @@ def write_features(sources: list[Path], out: Path, options: WindowOptions = Wind
     try:
         for source in sources:
             for block in audio_blocks(source, options):
-                store.append(Rows([str(source)] * len(block), block.index, block.start_s, block.end_s,
+                store.append(Rows([printable(str(source))] * len(block), block.index, block.start_s, block.end_s,
                                   log_mel_examples(block.windows)))
         store.commit({})
         finish(store)
+    except KeyboardInterrupt as interrupt:
+        raise Interrupted.from_signal(interrupt, "nothing was kept (features has no --resume)") from None
     finally:
         store.discard()
     return store.rows

@@ -45,12 +45,17 @@ def expand_inputs(items: list[str]) -> list[Path]:
     for item in items:
         if item.startswith("@"):
             listing = Path(item[1:])
-            try:
-                lines = listing.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise VggishError(f"{listing}: cannot read the input list ({getattr(exc, 'strerror', None) or exc})") from None
-            entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-            paths.extend(expand_inputs([e for e in entries if not e.startswith("@")]))
+            try:  # file names are bytes: a list may hold names that are not UTF-8
+                lines = os.fsdecode(listing.read_bytes()).splitlines()
+            except OSError as exc:
+                raise VggishError(f"{listing}: cannot read the input list ({exc.strerror})") from None
+            entries = [(number, line.strip()) for number, line in enumerate(lines, 1)
+                       if line.strip() and not line.lstrip().startswith("#")]
+            nested = next((number for number, entry in entries if entry.startswith("@")), None)
+            if nested is not None:
+                raise VggishError(f"{listing}: line {nested} names another list ({lines[nested - 1].strip()}); "
+                                  "lists are not followed from lists: name its files here, or give both lists")
+            paths.extend(expand_inputs([entry for _, entry in entries]))
             continue
         path = Path(item)
         if path.is_dir():

@@ -36,7 +36,7 @@ import numpy as np
 from vggish_rt.engine import params
 from vggish_rt.engine.decoding import DecodePool, to_examples
 from vggish_rt.engine.embedder import Embedder
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import Interrupted, VggishError
 from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.pipeline import batches, run_batches
@@ -274,6 +274,12 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
             raise VggishError(f"--out {out}: writing failed ({exc.strerror}); any previous {out.name} is intact; "
                               f"{kept}") from None
         raise
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
+        if store.committed_rows == 0:
+            store.discard()
+        kept = (f"the {store.committed_rows} rows committed so far are kept in {store.path}: the same command with "
+                "--resume goes on from there") if store.committed_rows else "nothing was kept"
+        raise Interrupted.from_signal(interrupt, kept) from None
     finally:
         store.close()
     store.discard()

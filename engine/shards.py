@@ -85,7 +85,8 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
     exit_with(job)
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    for stop in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and SIGTERM (to a process group too) are the
+        signal.signal(stop, signal.SIG_IGN)      # main process's to handle; this one follows it
     from vggish_rt.engine.embedder import Embedder
     from vggish_rt.engine.pipeline import batches, run_batches
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -73,15 +76,41 @@ def random_variables(seed: int, widths: Widths = VGGISH) -> dict[str, np.ndarray
     return out
 
 
+_DEMO_EXPORT: dict[str, Any] = {}  # the background `export --demo`: its process, directory, stderr file
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the full demo export in the background as soon as a selected test needs it: the tests that do
+    not need it run meanwhile, on the cores the export leaves free."""
+    if os.environ.get("VGGISH_RT_TEST_DEMO_MODEL") or not any(
+            "demo_model" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    work = Path(tempfile.mkdtemp(prefix="vggish-rt-test-demo-"))
+    stderr = open(work / "stderr.txt", "w+")
+    _DEMO_EXPORT.update(work=work, out=work / "vggish", stderr=stderr, process=subprocess.Popen(
+        [sys.executable, "-m", "vggish_rt.cli", "export", "--demo", "--out", str(work / "vggish")],
+        stdout=subprocess.DEVNULL, stderr=stderr))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _DEMO_EXPORT:
+        _DEMO_EXPORT["process"].kill()
+        _DEMO_EXPORT["process"].wait()
+        _DEMO_EXPORT["stderr"].close()
+        shutil.rmtree(_DEMO_EXPORT["work"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo model directory, made by `vggish-rt export --demo` (or $VGGISH_RT_TEST_DEMO_MODEL, to iterate locally)."""
+def demo_model() -> Path:
+    """The demo model directory, made by `vggish-rt export --demo` (started in the background at collection;
+    or $VGGISH_RT_TEST_DEMO_MODEL, to iterate locally)."""
     if os.environ.get("VGGISH_RT_TEST_DEMO_MODEL"):
         return Path(os.environ["VGGISH_RT_TEST_DEMO_MODEL"])
-    out = tmp_path_factory.mktemp("demo") / "vggish"
-    result = run_cli("export", "--demo", "--out", out)
-    assert result.returncode == 0, result.stderr
-    return out
+    process = _DEMO_EXPORT["process"]
+    process.wait(timeout=1800)
+    _DEMO_EXPORT["stderr"].seek(0)
+    assert process.returncode == 0, _DEMO_EXPORT["stderr"].read()
+    return _DEMO_EXPORT["out"]
 
 
 @pytest.fixture(scope="session")
