@@ -82,9 +82,12 @@ _DEMO_EXPORT: dict[str, Any] = {}  # the background `export --demo`: its process
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the full demo export in the background as soon as a selected test needs it: the tests that do
     not need it run meanwhile, on the cores the export leaves free."""
-    if os.environ.get("VGGISH_RT_TEST_DEMO_MODEL") or not any(
+    if not os.environ.get("VGGISH_RT_TEST_DEMO_MODEL") and any(
             "demo_model" in getattr(item, "fixturenames", ()) for item in session.items):
-        return
+        _start_demo_export()
+
+
+def _start_demo_export() -> None:
     work = Path(tempfile.mkdtemp(prefix="vggish-rt-test-demo-"))
     stderr = open(work / "stderr.txt", "w+")
     _DEMO_EXPORT.update(work=work, out=work / "vggish", stderr=stderr, process=subprocess.Popen(
@@ -106,6 +109,8 @@ def demo_model() -> Path:
     or $VGGISH_RT_TEST_DEMO_MODEL, to iterate locally)."""
     if os.environ.get("VGGISH_RT_TEST_DEMO_MODEL"):
         return Path(os.environ["VGGISH_RT_TEST_DEMO_MODEL"])
+    if not _DEMO_EXPORT:  # asked for through request.getfixturevalue (the GPU tests)
+        _start_demo_export()
     process = _DEMO_EXPORT["process"]
     process.wait(timeout=1800)
     _DEMO_EXPORT["stderr"].seek(0)
