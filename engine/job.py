@@ -199,9 +199,12 @@ class _Producer:
                 for block in skip_rows(blocks, skip):
                     rows += len(block)
                     yield block, self.meta(number, block.index), number
-            except VggishError as exc:
+            except (VggishError, OSError) as exc:
+                if isinstance(exc, OSError):  # reading this input, not writing the output: name the input
+                    exc = VggishError(f"{path}: cannot be read ({exc.strerror or exc}); was it removed or "
+                                      "changed while the job ran?")
                 if self.options.on_error == "fail":
-                    raise
+                    raise exc from None
                 self.report.failures.append((printable(str(path)), printable(str(exc))))
                 continue
             if rows == 0 and skip == 0:

@@ -389,3 +389,29 @@ def test_input_lists_take_any_name_and_refuse_nested_lists(tmp_path):
         f.write(b"@" + os.fsencode(listing) + b"\n")
     with pytest.raises(VggishError, match=r"inputs\.txt: line 5 names another list"):
         expand_inputs([f"@{listing}"])
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_an_input_removed_during_the_job_is_named_not_the_output(small_model, tmp_path, on_error):
+    """The job is paused after its first rows, its second input removed, and it goes on: the input is the
+    failure (under --on-error), not the output ("--out ...: writing failed" before)."""
+    from vggish_rt.engine.job import failures_path
+
+    spectrogram_dat(tmp_path / "a.dat", 200, seed=1)
+    spectrogram_dat(tmp_path / "b.dat", 10, seed=2)
+    out = tmp_path / "out.npy"
+    job = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", "embed", str(tmp_path / "a.dat"), str(tmp_path / "b.dat"),
+                            "--model", str(small_model), "--device", "cpu", "--batch-size", "1", "--commit-every", "0",
+                            "--on-error", on_error, "--out", str(out)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_rows(out.with_name(out.name + ".partial"), 1, job)
+    os.kill(job.pid, signal.SIGSTOP)
+    (tmp_path / "b.dat").unlink()
+    os.kill(job.pid, signal.SIGCONT)
+    stdout, stderr = job.communicate(timeout=120)
+    assert "writing failed" not in stderr and "Traceback" not in stderr, stderr
+    if on_error == "fail":
+        assert job.returncode == 2 and "b.dat: cannot be read (No such file or directory)" in stderr, stderr
+    else:
+        assert job.returncode == 1 and "wrote 200 embeddings" in stdout, stdout + stderr
+        assert "b.dat: cannot be read" in failures_path(out).read_text()
