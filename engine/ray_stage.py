@@ -35,7 +35,7 @@ from vggish_rt.engine import params
 from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.formats import lines_table, parquet_table
-from vggish_rt.engine.inputs import is_spectrogram
+from vggish_rt.engine.inputs import is_spectrogram, printable
 from vggish_rt.engine.job import JobReport
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, spectrogram_blocks
@@ -53,7 +53,7 @@ def _block_rows(order: int, block: Block) -> dict[str, np.ndarray]:
     else:
         kind, inputs = EXAMPLE, np.zeros((n, params.EXAMPLE_SAMPLES), np.float32)
         inputs[:, :_EXAMPLE_VALUES] = block.examples.reshape(n, -1)
-    return {"order": np.full(n, order), "source": np.array([str(block.source)] * n), "example": block.index,
+    return {"order": np.full(n, order), "source": np.array([printable(str(block.source))] * n), "example": block.index,
             "start_s": block.start_s, "end_s": block.end_s, "status": np.array(["ok"] * n),
             "reason": np.array([""] * n), "kind": np.full(n, kind, np.int8), "inputs": inputs}
 
@@ -73,8 +73,8 @@ def decode_source(batch: dict[str, np.ndarray], options: WindowOptions) -> Itera
     damage, as a single-machine run with --on-error skip keeps them); an input
     too short for one example yields one 'short' row.
     """
-    order, source = int(batch["order"][0]), str(batch["path"][0])
-    path = Path(source)
+    order, path = int(batch["order"][0]), Path(os.fsdecode(batch["path"][0]))  # the name's bytes, any bytes
+    source = printable(str(path))
     produced = False
     try:
         blocks = spectrogram_blocks(path) if is_spectrogram(path) else audio_blocks(path, options)
@@ -82,7 +82,7 @@ def decode_source(batch: dict[str, np.ndarray], options: WindowOptions) -> Itera
             produced = True
             yield _block_rows(order, block)
     except VggishError as exc:
-        yield _marker(order, source, "failed", str(exc))
+        yield _marker(order, source, "failed", printable(str(exc)))
         return
     if not produced:
         yield _marker(order, source, "short", "shorter than 0.975 s, no example")
@@ -137,14 +137,18 @@ def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any]
     staging = out.with_name(out.name + ".partial")
     if not ray.is_initialized():
         local = ray_options.address is None and not os.environ.get("RAY_ADDRESS")
-        ray.init(address=ray_options.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 num_cpus=max(os.cpu_count() or 1, (ray_options.actors or 2) + 1) if local else None)
+        try:
+            ray.init(address=ray_options.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     num_cpus=max(os.cpu_count() or 1, (ray_options.actors or 2) + 1) if local else None)
+        except UnicodeEncodeError:  # Ray passes this process's command line on as UTF-8
+            raise VggishError("--ray: Ray cannot start from a command line that holds a file name that is not UTF-8; "
+                              "name the inputs in an @list file instead (its names may be any bytes)") from None
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = ray_options.actors or (gpus if gpus else 2)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
-    dataset = ray.data.from_items([{"order": i, "path": str(p)} for i, p in enumerate(sources)],
+    dataset = ray.data.from_items([{"order": i, "path": os.fsencode(p)} for i, p in enumerate(sources)],
                                   override_num_blocks=max(1, len(sources)))
     dataset = dataset.map_batches(decode_source, batch_size=1, batch_format="numpy", fn_kwargs={"options": windows},
                                   num_cpus=1)

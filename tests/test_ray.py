@@ -88,3 +88,21 @@ def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
     from vggish_rt.engine import Embedder
     np.testing.assert_allclose(values, Embedder(model, device="cpu").embed_examples(expected), rtol=0, atol=1e-5)
     assert report.rows == 90 and report.failures == []
+
+
+def test_a_file_name_that_is_not_utf8_goes_through_ray_from_a_list(small_model, tmp_path):
+    """File names are bytes: one that is not UTF-8, named in an @list, is embedded on Ray as in one process
+    (\\xNN in the index); on Ray's command line it is one clear error (Ray sends the command line as UTF-8)."""
+    latin1 = tmp_path / os.fsdecode(b"caf\xe9.wav")
+    latin1.write_bytes(sorted(EXAMPLES.glob("*.wav"))[0].read_bytes())
+    (tmp_path / "inputs.txt").write_bytes(os.fsencode(latin1) + b"\n")
+    common = ["--model", small_model, "--device", "cpu"]
+    single = run_cli("embed", f"@{tmp_path / 'inputs.txt'}", *common, "--out", tmp_path / "single.npy")
+    assert single.returncode == 0, single.stderr
+    on_ray = run_cli("embed", f"@{tmp_path / 'inputs.txt'}", "--model", small_model, "--ray", "--ray-actors", "1",
+                     "--out", tmp_path / "ray_out", env={"RAY_ADDRESS": ""})
+    assert on_ray.returncode == 0, on_ray.stderr
+    assert (tmp_path / "ray_out" / "index.csv").read_bytes() == Path(f"{tmp_path / 'single.npy'}.index.csv").read_bytes()
+    assert b"caf\\xe9.wav" in (tmp_path / "ray_out" / "index.csv").read_bytes()
+    direct = run_cli("embed", latin1, "--model", small_model, "--ray", "--out", tmp_path / "ray_direct", env={"RAY_ADDRESS": ""})
+    assert direct.returncode == 2 and "@list" in direct.stderr and "Traceback" not in direct.stderr, direct.stderr
