@@ -17,6 +17,7 @@ import soundfile as sf
 
 from vggish_rt.engine import params
 from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.inputs import peak_magnitude
 
 RESAMPLERS = ("soxr", "resampy")
 MIN_SAMPLE_RATE = 1_000      # Hz; outside this range a header is corrupt, not audio
@@ -94,9 +95,9 @@ MAX_ABS_SAMPLE = 1024.0
 
 def check_samples(samples: np.ndarray, label: str) -> None:
     """Refuse float samples (any shape) that hold NaN or Inf, or exceed MAX_ABS_SAMPLE."""
-    if not np.isfinite(samples).all():
+    peak = peak_magnitude(samples)
+    if not np.isfinite(peak):
         raise VggishError(f"{label}: holds NaN or Inf samples")
-    peak = float(np.abs(samples).max(initial=0.0))
     if peak > MAX_ABS_SAMPLE:
         raise VggishError(f"{label}: holds samples of magnitude {peak:.3g} (float audio lies in [-1, 1]; above "
                           f"{MAX_ABS_SAMPLE:g} the log-mel overflows)")

@@ -157,10 +157,12 @@ def _by_source(chunks: Chunks) -> Iterator[tuple["pa.Table", np.ndarray]]:
             continue
         starts = np.flatnonzero(_input_starts(index, previous)).tolist()
         previous = index.column(0)[-1].as_py()
-        for a, z in zip([0, *starts], [*starts, index.num_rows]):
-            if a == z:
-                continue
-            if a in starts and held_index:  # a new input: the held rows are complete
+        bounds = [*starts, index.num_rows]
+        if bounds[0] > 0:  # the chunk's first rows go on with the held input
+            held_index.append(index.slice(0, bounds[0]))
+            held_values.append(values[: bounds[0]])
+        for a, z in zip(bounds[:-1], bounds[1:]):  # each begins an input: the held rows are complete
+            if held_index:
                 yield pa.concat_tables(held_index), np.concatenate(held_values)
                 held_index, held_values = [], []
             held_index.append(index.slice(a, z - a))

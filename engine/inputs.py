@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -22,6 +23,20 @@ SPECTROGRAM_SUFFIXES = frozenset({".npy", ".dat"})
 EXAMPLE_SHAPE = (params.NUM_FRAMES, params.NUM_BANDS)
 _DAT_EXAMPLE_BYTES = params.NUM_FRAMES * params.NUM_BANDS * 8
 _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def read_npy_header(file: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) from an open ``.npy`` stream, reading its header only (no data, never
+    unpickled); leaves the stream at the data. ValueError for a bad magic or an unsupported version."""
+    version = np.lib.format.read_magic(file)
+    if version not in _NPY_HEADER_READERS:
+        raise ValueError(f".npy format version {version} is not supported")
+    return _NPY_HEADER_READERS[version](file)
+
+
+def peak_magnitude(values: np.ndarray) -> float:
+    """max |value| of a float array in one pass: NaN if it holds a NaN, inf if an Inf, 0 when empty."""
+    return float(np.abs(values).max(initial=0.0))
 
 
 def printable(text: str) -> str:
@@ -116,10 +131,7 @@ def open_spectrograms(path: Path) -> SpectrogramFile:
         return SpectrogramFile(path, np.dtype("<f8"), size // _DAT_EXAMPLE_BYTES, 0)
     try:
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version not in _NPY_HEADER_READERS:
-                raise ValueError(f".npy format version {version} is not supported")
-            shape, fortran_order, dtype = _NPY_HEADER_READERS[version](f)
+            shape, fortran_order, dtype = read_npy_header(f)
             offset = f.tell()
     except (ValueError, OSError, EOFError, SyntaxError) as exc:
         raise VggishError(f"{path}: not a readable .npy file ({exc})") from None

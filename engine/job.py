@@ -39,11 +39,11 @@ from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import Interrupted, VggishError
 from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
+from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.shards import Unit, plan_units, run_units
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, skip_rows, spectrogram_blocks
-from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.store import PartialStore, Rows
 
 Progress = Callable[[int], None]

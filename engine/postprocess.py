@@ -17,6 +17,7 @@ import numpy as np
 
 from vggish_rt.engine import params
 from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.inputs import read_npy_header
 
 _QUANT_SCALE = 255.0 / (params.QUANTIZE_MAX_VAL - params.QUANTIZE_MIN_VAL)
 
@@ -59,7 +60,6 @@ def load_pca_params(source: Path | bytes, name: str | None = None) -> tuple[np.n
 
 # The most a PCA array may take once decompressed: [128,128] float64 is 131 KB.
 MAX_PCA_ARRAY_BYTES = 1 << 20
-_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def _check_declared_sizes(archive_file: Path | io.BytesIO, label: str, expected: dict[str, tuple[int, int]]) -> None:
@@ -76,10 +76,7 @@ def _check_declared_sizes(archive_file: Path | io.BytesIO, label: str, expected:
                 raise VggishError(f"{label}: {key} declares {entry.file_size:,} bytes (PCA arrays take at most "
                                   f"{MAX_PCA_ARRAY_BYTES:,}); refused before reading it")
             with archive.open(entry) as member:
-                version = np.lib.format.read_magic(member)
-                if version not in _NPY_HEADERS:
-                    raise VggishError(f"{label}: {key} is a .npy file of version {version}, not 1.0 or 2.0; refused")
-                declared, _, dtype = _NPY_HEADERS[version](member)
+                declared, _, dtype = read_npy_header(member)
             if dtype.hasobject:
                 raise VggishError(f"{label}: refused, holds pickled data ({key} is an object array)")
             if declared != shape:

@@ -15,7 +15,7 @@ import numpy as np
 
 from vggish_rt.engine.audio import iter_audio
 from vggish_rt.engine.errors import VggishError
-from vggish_rt.engine.inputs import open_spectrograms
+from vggish_rt.engine.inputs import open_spectrograms, peak_magnitude
 from vggish_rt.engine.windows import DEFAULT_HOP, Hop, WindowStream, window_times
 
 # Log-mel values lie within about [ln 0.01, 20]; far above, a file is not log-mel,
@@ -83,9 +83,9 @@ def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int
     stop = len(spectrograms) if stop is None else min(stop, len(spectrograms))
     for first in range(start, stop, chunk):
         examples = spectrograms.read(first, min(first + chunk, stop)).astype(np.float32, copy=False)
-        if not np.isfinite(examples).all():
+        peak = peak_magnitude(examples)
+        if not np.isfinite(peak):
             raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold NaN or Inf")
-        peak = float(np.abs(examples).max(initial=0.0))
         if peak > MAX_ABS_LOG_MEL:
             raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold values of magnitude {peak:.3g} "
                               f"(log-mel values lie within about [-5, 20]; above {MAX_ABS_LOG_MEL:g} a file is not log-mel)")
