@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,15 @@ class RayOptions:
     actors: int | None = None
 
 
+def _is_utf8(arg: str) -> bool:
+    """Whether a command-line argument (bytes decoded with surrogateescape) encodes as UTF-8."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any], windows: WindowOptions,
                 ray_options: RayOptions, postprocessor: Postprocessor | None = None,
                 progress: Callable[[int], None] = lambda _: None, stage: type = EmbedStage) -> JobReport:
@@ -137,12 +147,11 @@ def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any]
     staging = out.with_name(out.name + ".partial")
     if not ray.is_initialized():
         local = ray_options.address is None and not os.environ.get("RAY_ADDRESS")
-        try:
-            ray.init(address=ray_options.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     num_cpus=max(os.cpu_count() or 1, (ray_options.actors or 2) + 1) if local else None)
-        except UnicodeEncodeError:  # Ray passes this process's command line on as UTF-8
+        if not all(_is_utf8(arg) for arg in sys.argv):  # Ray sends the command line on as UTF-8
             raise VggishError("--ray: Ray cannot start from a command line that holds a file name that is not UTF-8; "
-                              "name the inputs in an @list file instead (its names may be any bytes)") from None
+                              "name the inputs in an @list file instead (its names may be any bytes)")
+        ray.init(address=ray_options.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 num_cpus=max(os.cpu_count() or 1, (ray_options.actors or 2) + 1) if local else None)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = ray_options.actors or (gpus if gpus else 2)
     context = ray.data.DataContext.get_current()

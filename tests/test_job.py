@@ -63,13 +63,22 @@ def test_batches_have_fixed_size_and_never_mix_kinds():
     assert made[2].sources == ["s0", "s0", "s1", "s1"] and made[2].position == {"source": 1, "example": 2, "report": {}}
 
 
-def kill_at_rows(args: list, out: Path, points: tuple[int, ...]) -> None:
+PACED = Path(__file__).parent / "paced"   # its sitecustomize adds time to every session run
+
+
+def kill_at_rows(args: list, out: Path, points: tuple[int, ...], run_seconds: float = 0.05) -> None:
     """Run the CLI job ``args --out out`` once per kill point (with --resume after the first), kill -9 it
-    once it has committed that many rows; the output must not have appeared."""
+    once it has committed that many rows; the output must not have appeared.
+
+    Each session run of these jobs takes ``run_seconds`` more (tests/paced, in every process of the job),
+    so a kill lands mid-job on any machine while the rows stay those of the real session.
+    """
+    env = {**os.environ, "VGGISH_RT_TEST_RUN_SECONDS": str(run_seconds),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PACED), os.environ.get("PYTHONPATH")]))}
     for number, kill_at in enumerate(points):
         process = subprocess.Popen([sys.executable, "-m", "vggish_rt.cli", *map(str, args), "--out", str(out),
                                     *(["--resume"] if number else [])],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         wait_for_rows(out.with_name(out.name + ".partial"), kill_at, process)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
@@ -96,9 +105,9 @@ def wait_for_rows(store: Path, rows: int, process: subprocess.Popen, timeout: fl
 
 
 @pytest.mark.parametrize("suffix", [".csv"])  # .npy: test_reliability.py's random kills
-def test_resume_after_kill_9_gives_identical_bytes(demo_model, tmp_path, suffix):
-    spectrogram_dat(tmp_path / "spec.dat", 200)  # the full network (about 90 examples/s): kills land mid-job
-    args = ["embed", tmp_path / "spec.dat", "--model", demo_model, "--device", "cpu", "--batch-size", "8",
+def test_resume_after_kill_9_gives_identical_bytes(small_model, tmp_path, suffix):
+    spectrogram_dat(tmp_path / "spec.dat", 200)
+    args = ["embed", tmp_path / "spec.dat", "--model", small_model, "--device", "cpu", "--batch-size", "8",
             "--commit-every", "0.05"]
     reference = run_cli(*args, "--out", tmp_path / f"ref{suffix}")
     assert reference.returncode == 0, reference.stderr

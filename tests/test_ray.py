@@ -28,23 +28,33 @@ def shards(directory: Path):
 
 @pytest.fixture()
 def mixed_inputs(tmp_path):
+    """Audio, a spectrogram, a broken and a short file, and a copy of an audio file under a name that is
+    not UTF-8 (file names are bytes)."""
     audio = [p for p in sorted(EXAMPLES.iterdir()) if p.suffix in (".wav", ".oga")][:3]
     spectrogram_dat(tmp_path / "spec.dat", 10)
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     import soundfile as sf
     sf.write(tmp_path / "short.wav", np.zeros(800), 16000)
-    return [audio[0], tmp_path / "broken.wav", tmp_path / "spec.dat", audio[1], tmp_path / "short.wav", audio[2]]
+    latin1 = tmp_path / os.fsdecode(b"caf\xe9.wav")
+    latin1.write_bytes(audio[0].read_bytes())
+    return [audio[0], tmp_path / "broken.wav", tmp_path / "spec.dat", audio[1], tmp_path / "short.wav", latin1, audio[2]]
 
 
 def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs, tmp_path):
-    single = run_cli("embed", *mixed_inputs, "--model", small_model, "--device", "cpu", "--on-error", "skip",
+    """The same @list on Ray as in one process: the same rows, index, failures and notes; a name that is
+    not UTF-8 is embedded (\\xNN in the index). On Ray's command line such a name is one clear error
+    (Ray sends the command line as UTF-8), pointing to @list."""
+    (tmp_path / "inputs.txt").write_bytes(b"".join(os.fsencode(p) + b"\n" for p in mixed_inputs))
+    inputs = f"@{tmp_path / 'inputs.txt'}"
+    single = run_cli("embed", inputs, "--model", small_model, "--device", "cpu", "--on-error", "skip",
                      "--out", tmp_path / "single.npy")
     assert single.returncode == 1, single.stderr
-    on_ray = run_cli("embed", *mixed_inputs, "--model", small_model, "--ray", "--ray-actors", "2",
+    on_ray = run_cli("embed", inputs, "--model", small_model, "--ray", "--ray-actors", "2",
                      "--out", tmp_path / "ray_out", env={"RAY_ADDRESS": ""})
     assert on_ray.returncode == 1, on_ray.stderr  # one input failed: reported, the rest done
     assert "broken.wav" in on_ray.stderr and "Traceback" not in on_ray.stderr
     assert (tmp_path / "ray_out" / "index.csv").read_bytes() == Path(f"{tmp_path / 'single.npy'}.index.csv").read_bytes()
+    assert b"caf\\xe9.wav" in (tmp_path / "ray_out" / "index.csv").read_bytes()
     rows, values = shards(tmp_path / "ray_out")
     expected = np.load(tmp_path / "single.npy")
     assert len(rows) == len(expected) > 10
@@ -53,6 +63,9 @@ def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs
         failures = list(csv.DictReader(f))
     assert [row["source"] for row in failures] == [str(mixed_inputs[1])]
     assert "short.wav: shorter than 0.975 s" in on_ray.stderr
+    direct = run_cli("embed", mixed_inputs[5], "--model", small_model, "--ray", "--out", tmp_path / "ray_direct",
+                     env={"RAY_ADDRESS": ""})
+    assert direct.returncode == 2 and "@list" in direct.stderr and "Traceback" not in direct.stderr, direct.stderr
 
 
 class CrashOnce:
@@ -88,21 +101,3 @@ def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
     from vggish_rt.engine import Embedder
     np.testing.assert_allclose(values, Embedder(model, device="cpu").embed_examples(expected), rtol=0, atol=1e-5)
     assert report.rows == 90 and report.failures == []
-
-
-def test_a_file_name_that_is_not_utf8_goes_through_ray_from_a_list(small_model, tmp_path):
-    """File names are bytes: one that is not UTF-8, named in an @list, is embedded on Ray as in one process
-    (\\xNN in the index); on Ray's command line it is one clear error (Ray sends the command line as UTF-8)."""
-    latin1 = tmp_path / os.fsdecode(b"caf\xe9.wav")
-    latin1.write_bytes(sorted(EXAMPLES.glob("*.wav"))[0].read_bytes())
-    (tmp_path / "inputs.txt").write_bytes(os.fsencode(latin1) + b"\n")
-    common = ["--model", small_model, "--device", "cpu"]
-    single = run_cli("embed", f"@{tmp_path / 'inputs.txt'}", *common, "--out", tmp_path / "single.npy")
-    assert single.returncode == 0, single.stderr
-    on_ray = run_cli("embed", f"@{tmp_path / 'inputs.txt'}", "--model", small_model, "--ray", "--ray-actors", "1",
-                     "--out", tmp_path / "ray_out", env={"RAY_ADDRESS": ""})
-    assert on_ray.returncode == 0, on_ray.stderr
-    assert (tmp_path / "ray_out" / "index.csv").read_bytes() == Path(f"{tmp_path / 'single.npy'}.index.csv").read_bytes()
-    assert b"caf\\xe9.wav" in (tmp_path / "ray_out" / "index.csv").read_bytes()
-    direct = run_cli("embed", latin1, "--model", small_model, "--ray", "--out", tmp_path / "ray_direct", env={"RAY_ADDRESS": ""})
-    assert direct.returncode == 2 and "@list" in direct.stderr and "Traceback" not in direct.stderr, direct.stderr

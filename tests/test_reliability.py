@@ -129,14 +129,14 @@ def test_pickled_pca_file_is_refused(small_model, tmp_path):
     assert not (tmp_path / "out.npy").exists()
 
 
-def test_kill_9_at_random_points_then_resume_is_byte_identical(demo_model, tmp_path):
+def test_kill_9_at_random_points_then_resume_is_byte_identical(small_model, tmp_path):
     """Two kills at seeded random row counts (printed on failure), each followed by --resume.
 
-    The real network (about 90 examples/s on 2 cores) and kill points at least 100 rows before
-    the end: the tiny model finished 2,000 rows between two polls of the journal.
+    Paced jobs (test_job.kill_at_rows) and kill points at least 100 rows before the end: unpaced,
+    the tiny model finished 2,000 rows between two polls of the journal.
     """
     spectrogram_dat(tmp_path / "spec.dat", 300)
-    args = ["embed", tmp_path / "spec.dat", "--model", demo_model, "--device", "cpu", "--batch-size", "16",
+    args = ["embed", tmp_path / "spec.dat", "--model", small_model, "--device", "cpu", "--batch-size", "16",
             "--commit-every", "0.01"]
     reference = run_cli(*args, "--out", tmp_path / "ref.npy")
     assert reference.returncode == 0, reference.stderr

@@ -48,10 +48,10 @@ def test_two_processes_write_the_bytes_of_one_in_every_format(small_model, input
         assert written[2][1] == (3 if options.get("pool") else 72 + 600 + 256 + 2), (suffix, options)
 
 
-def test_resume_after_kill_9_with_two_processes_gives_identical_bytes(demo_model, tmp_path):
+def test_resume_after_kill_9_with_two_processes_gives_identical_bytes(small_model, tmp_path):
     for i in range(3):
         spectrogram_dat(tmp_path / f"s{i:02d}.dat", 100, seed=i)
-    args = ["embed", *sorted(tmp_path.glob("s*.dat")), "--model", demo_model, "--device", "cpu",
+    args = ["embed", *sorted(tmp_path.glob("s*.dat")), "--model", small_model, "--device", "cpu",
             "--batch-size", "16", "--commit-every", "0.01", "--processes", "2"]
     reference = run_cli(*args, "--out", tmp_path / "ref.npy")
     assert reference.returncode == 0, reference.stderr
