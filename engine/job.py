@@ -92,13 +92,20 @@ FINGERPRINT_EDGE_BYTES = 65_536
 
 
 def _fingerprint(sources: list[Path], embedder: Embedder, options: JobOptions) -> dict[str, Any]:
-    """What must not change between a killed job and its resumption: each input's path, size, time and
-    first and last 64 KiB (an edit that keeps size and time shows; reading every input whole again would
-    double a job's reading), the metadata table's and the PCA file's whole content, model files, options."""
+    """What must not change between a killed job and its resumption: the metadata table's and the PCA
+    file's whole content, model files, options, and of each input its path, its first and last 64 KiB,
+    its size, its modification time and its status-change time (ctime).
+
+    The kernel sets an inode's ctime at every write to it, and no call lets a user set it back (unlike
+    the modification time), so any change to an input's content since the killed job shows here
+    without reading every input whole again. It also moves on chmod, chown, rename or a new hard link:
+    such an input is refused as changed, though its bytes may be the same.
+    """
     listing = hashlib.sha256()
     for source in sources:
         stat = source.stat()
-        listing.update(os.fsencode(source.resolve()) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        listing.update(os.fsencode(source.resolve())
+                       + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0".encode())
         with open(source, "rb") as f:
             listing.update(f.read(FINGERPRINT_EDGE_BYTES))
             f.seek(max(0, stat.st_size - FINGERPRINT_EDGE_BYTES))
@@ -154,11 +161,22 @@ class _Producer:
         self.report = JobReport(inputs_done=report.get("inputs_done", 0),
                                 failures=[tuple(f) for f in report.get("failures", [])],
                                 short_inputs=list(report.get("short_inputs", [])))
+        self.failed_numbers: list[int] = list(report.get("failed_numbers", []))  # of report.failures, in order
+        self._failed = set(self.failed_numbers)
         self.metadata, self.offsets = metadata, offsets
 
     def snapshot(self) -> dict[str, Any]:
         return {"inputs_done": self.report.inputs_done, "failures": [list(f) for f in self.report.failures],
-                "short_inputs": list(self.report.short_inputs)}
+                "short_inputs": list(self.report.short_inputs), "failed_numbers": list(self.failed_numbers)}
+
+    def fail(self, number: int, path: str, reason: str) -> None:
+        """Record input ``number`` as failed (under on_error='skip')."""
+        self.report.failures.append((path, reason))
+        self.failed_numbers.append(number)
+        self._failed.add(number)
+
+    def failed(self, number: int) -> bool:
+        return number in self._failed
 
     def meta(self, number: int, index: np.ndarray) -> list[list[str]]:
         """The metadata rows of input ``number``'s examples ``index`` (none without a metadata table)."""
@@ -205,7 +223,7 @@ class _Producer:
                                       "changed while the job ran?")
                 if self.options.on_error == "fail":
                     raise exc from None
-                self.report.failures.append((printable(str(path)), printable(str(exc))))
+                self.fail(number, printable(str(path)), printable(str(exc)))
                 continue
             if rows == 0 and skip == 0:
                 self.report.short_inputs.append(printable(str(path)))
@@ -246,24 +264,26 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     if not resume:
         store.create()
     producer = _Producer(sources, embedder, options, position, metadata, offsets)
+    overflowed = OverflowGuard(options.on_error, position.get("overflowed", []))
     last_commit = time.monotonic()
 
-    def append(rows: Rows, position_after: Callable[[], dict[str, Any]]) -> None:
+    def append(rows: Rows, numbers: np.ndarray, position_after: Callable[[], dict[str, Any]]) -> None:
         nonlocal last_commit
-        _refuse_non_finite(rows)
+        rows = overflowed.finite_rows(rows, numbers)
         store.append(rows)
         progress(len(rows))
         if time.monotonic() - last_commit >= options.commit_seconds:
-            store.commit(position_after())
+            store.commit({**position_after(), "overflowed": overflowed.entries})
             last_commit = time.monotonic()
 
     try:
         if processes == 0:
             stream = batches(producer, embedder.batch_size, producer.snapshot, embedder.batch_buffers(kinds, len(workers)))
             for batch, values in run_batches(stream, workers):
-                append(batch.rows(values), lambda: batch.position)
+                append(batch.rows(values), batch.numbers, lambda: batch.position)
         else:
             _run_sharded(sources, embedder, options, kinds, processes, producer, append)
+        overflowed.report_into(producer)
         store.commit({"source": len(sources), "example": 0, "report": producer.snapshot()})
         failed = frozenset(path for path, _ in producer.report.failures)  # no pooled row from a failed input's first rows
         written = finish(store, columns, pooled=options.pool == "mean", postprocessor=options.postprocessor,
@@ -292,28 +312,61 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     return report
 
 
-def _refuse_non_finite(rows: Rows) -> None:
-    """The last line of defence: no NaN or Inf row is ever written (inputs are bounded where they are read,
-    so a network that overflows on bounded input is what this would name)."""
-    finite = np.isfinite(rows.values).reshape(len(rows.values), -1).all(axis=1)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        raise VggishError(f"{rows.source[row]}: example {rows.example[row]} embeds to NaN or Inf; nothing is written "
-                          "for it (the model overflows on this input)")
+class OverflowGuard:
+    """The last line of defence: no NaN or Inf row is ever written. Inputs are bounded where they are read,
+    so this names a network that overflows on bounded input.
+
+    With on_error='fail' the first such row stops the job, naming its input and example. With 'skip' its
+    input fails from that example on, as an input that turns bad part-way does: the rows before it are
+    kept, it and every later row of that input (in this batch, in later ones, after a resume) are dropped.
+    ``entries``: [number, path, reason] of each such input, kept in the job's journal.
+    """
+
+    def __init__(self, on_error: str, entries: list[list[Any]]) -> None:
+        self.on_error, self.entries = on_error, [list(e) for e in entries]
+        self.numbers = {int(e[0]) for e in self.entries}
+
+    def finite_rows(self, rows: Rows, numbers: np.ndarray) -> Rows:
+        """``rows`` (of inputs ``numbers``, int64 [n]) without the non-finite ones and what follows them."""
+        finite = np.isfinite(rows.values).reshape(len(rows.values), -1).all(axis=1)
+        if finite.all() and not self.numbers:
+            return rows
+        keep = finite & ~np.isin(numbers, list(self.numbers))
+        for row in np.flatnonzero(~finite):
+            number = int(numbers[row])
+            reason = (f"{rows.source[row]}: example {rows.example[row]} embeds to NaN or Inf; nothing is written "
+                      "for it (the model overflows on this input)")
+            if self.on_error == "fail":
+                raise VggishError(reason)
+            if number not in self.numbers:
+                self.numbers.add(number)
+                self.entries.append([number, rows.source[row], reason])
+            keep[row:][numbers[row:] == number] = False
+        if keep.all():
+            return rows
+        return Rows([s for s, k in zip(rows.source, keep.tolist()) if k], rows.example[keep], rows.start_s[keep],
+                    rows.end_s[keep], rows.values[keep], [m for m, k in zip(rows.metadata, keep.tolist()) if k])
+
+    def report_into(self, producer: _Producer) -> None:
+        """Once every input is read: each overflowed input is failed, no longer done (unless reading it
+        failed too, which the report already holds)."""
+        for number, path, reason in self.entries:
+            if not producer.failed(number):
+                producer.fail(number, path, reason)
+                producer.report.inputs_done -= 1
 
 
 def _run_sharded(sources: list[Path], embedder: Embedder, options: JobOptions, kinds: tuple[str, ...],
                  processes: int, producer: _Producer,
-                 append: Callable[[Rows, Callable[[], dict[str, Any]]], None]) -> None:
+                 append: Callable[[Rows, np.ndarray, Callable[[], dict[str, Any]]], None]) -> None:
     """The job's rows from ``processes`` device processes (engine.shards), in input order, with the
     single-process job's error policy and report (kept in ``producer``)."""
     units = plan_units(sources, producer.first_source, producer.first_example)
     report = producer.report
-    failed: set[int] = set()
     file_rows: dict[int, int] = {}
 
     def emit(unit: Unit, rows: Rows | None, error: str | None) -> None:
-        if unit.number in failed:  # a later unit of an input that failed: dropped, as one process stops there
+        if producer.failed(unit.number):  # a later unit of an input that failed: dropped, as one process stops there
             return
         position = {"source": unit.number, "example": unit.stop}
         if error is not None or unit.last:
@@ -321,8 +374,7 @@ def _run_sharded(sources: list[Path], embedder: Embedder, options: JobOptions, k
         if error is not None:
             if options.on_error == "fail":
                 raise VggishError(error)
-            report.failures.append((unit.path, error))
-            failed.add(unit.number)
+            producer.fail(unit.number, unit.path, error)
         elif unit.last:
             if file_rows.get(unit.number, 0) + (len(rows) if rows is not None else 0) == 0 and unit.skip == 0:
                 report.short_inputs.append(unit.path)
@@ -330,7 +382,7 @@ def _run_sharded(sources: list[Path], embedder: Embedder, options: JobOptions, k
         if rows is not None:
             file_rows[unit.number] = file_rows.get(unit.number, 0) + len(rows)
             rows.metadata = producer.meta(unit.number, rows.example)
-            append(rows, lambda: {**position, "report": producer.snapshot()})
+            append(rows, np.full(len(rows), unit.number), lambda: {**position, "report": producer.snapshot()})
 
     arguments = [embedder.shard_arguments(i, processes) for i in range(processes)]
     run_units(units, arguments, kinds, options.windows, options.chunk_examples, options.workers, emit)

@@ -37,7 +37,7 @@ from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.formats import lines_table, parquet_table
 from vggish_rt.engine.inputs import is_spectrogram, printable
-from vggish_rt.engine.job import JobReport
+from vggish_rt.engine.job import JobReport, OverflowGuard
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, spectrogram_blocks
 from vggish_rt.engine.store import INDEX_COLUMNS, Rows, index_lines
@@ -185,6 +185,8 @@ def _write(batches: Iterator[dict[str, np.ndarray]], directory: Path, postproces
 
     shard, writer, shard_rows = 0, None, 0
     finished: set[int] = set()
+    failed: set[int] = set()
+    overflows = OverflowGuard("skip", [])  # a non-finite row fails its input from there on, as one process's skip
     with open(directory / "index.csv", "w", encoding="utf-8", newline="") as index_file:
         index = csv.writer(index_file, lineterminator="\n")
         index.writerow(INDEX_COLUMNS)
@@ -192,13 +194,17 @@ def _write(batches: Iterator[dict[str, np.ndarray]], directory: Path, postproces
             for batch in batches:
                 for i in np.flatnonzero(batch["status"] == "failed"):
                     report.failures.append((str(batch["source"][i]), str(batch["reason"][i])))
+                    failed.add(int(batch["order"][i]))
                 report.short_inputs += [str(s) for s in batch["source"][batch["status"] == "short"]]
                 ok = batch["status"] == "ok"
                 finished.update(int(o) for o in batch["order"][ok])
                 if not ok.any():
                     continue
-                rows = Rows([str(s) for s in batch["source"][ok]], batch["example"][ok], batch["start_s"][ok],
-                            batch["end_s"][ok], batch["embedding"][ok])
+                rows = overflows.finite_rows(Rows([str(s) for s in batch["source"][ok]], batch["example"][ok],
+                                                  batch["start_s"][ok], batch["end_s"][ok], batch["embedding"][ok]),
+                                             batch["order"][ok])
+                if not len(rows):
+                    continue
                 values = postprocessor.postprocess(rows.values) if postprocessor is not None else rows.values
                 lines = index_lines(rows)
                 index.writerows(lines)
@@ -215,7 +221,8 @@ def _write(batches: Iterator[dict[str, np.ndarray]], directory: Path, postproces
         finally:
             if writer is not None:
                 writer.close()
-    report.inputs_done = len(finished) + len(report.short_inputs)
+    report.failures += [(path, reason) for number, path, reason in overflows.entries if number not in failed]
+    report.inputs_done = len(finished - failed - overflows.numbers) + len(report.short_inputs)
     if report.failures:
         with open(directory / "failures.csv", "w", encoding="utf-8", newline="") as f:
             failures = csv.writer(f, lineterminator="\n")

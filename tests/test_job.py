@@ -173,7 +173,8 @@ def test_one_pooled_row_per_input_whatever_repeats(tiny_model, tmp_path):
 
 def test_resume_refuses_a_job_whose_metadata_or_input_content_changed(tiny_model, tmp_path):
     """A store kept after a failure (rows of a.dat committed, b.dat bad); then the metadata's labels are
-    edited, same row count, or a.dat's bytes change at the same size and time: --resume names what changed."""
+    edited, same row count, or a.dat's bytes change in its middle (not in the first or last 64 KiB) at the same
+    size and modification time: --resume names what changed."""
     spectrogram_dat(tmp_path / "a.dat", 3, seed=1)
     bad = spectrogram_dat(tmp_path / "b.dat", 2, seed=2)
     bad[1] = np.nan
@@ -188,7 +189,9 @@ def test_resume_refuses_a_job_whose_metadata_or_input_content_changed(tiny_model
     (tmp_path / "meta.csv").write_text("label\nx\ny\nz\nu\nv\n")
     stat = (tmp_path / "a.dat").stat()
     data = np.fromfile(tmp_path / "a.dat")
-    data[0] += 1.0
+    middle = 70_000 // 8  # a.dat is 147,456 bytes: its bytes 65,536-81,919 are in neither 64 KiB edge
+    assert 65_536 < 8 * middle < stat.st_size - 65_536 - 8
+    data[middle] += 1.0
     data.tofile(tmp_path / "a.dat")
     os.utime(tmp_path / "a.dat", ns=(stat.st_atime_ns, stat.st_mtime_ns))
     refused = run_cli(*args, "--resume")

@@ -69,25 +69,31 @@ def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs
 
 
 class CrashOnce:
-    """Mixed into EmbedStage by the test: the first actor to see an example 20 kills its own process, once."""
+    """Mixed into EmbedStage by the test: the first actor to see an example 20 kills its own process, once;
+    example 25 of ``overflowing`` embeds to NaN (as a model that overflows would give)."""
 
     marker: str = ""
+    overflowing: str = ""
 
     def __call__(self, batch):
         if 20 in batch["example"] and not os.path.exists(self.marker):
             open(self.marker, "w").close()
             os._exit(1)  # a real death of the actor process, as a lost node or an OOM kill gives
-        return super().__call__(batch)
+        out = super().__call__(batch)
+        out["embedding"][(batch["source"] == self.overflowing) & (batch["example"] == 25)] = np.nan
+        return out
 
 
 def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
+    """Also: a non-finite row fails its input from there on (its rows 0-24 kept), as in one process."""
     from vggish_rt.engine.ray_stage import EmbedStage, RayOptions, run_ray_job
     from vggish_rt.engine.sources import WindowOptions
 
     model = write_tiny_model(tmp_path / "model")
     inputs = [tmp_path / f"s{i}.dat" for i in range(3)]
     expected = np.concatenate([spectrogram_dat(path, 30, seed=i) for i, path in enumerate(inputs)])
-    stage = type("CrashingStage", (CrashOnce, EmbedStage), {"marker": str(tmp_path / "crashed")})
+    stage = type("CrashingStage", (CrashOnce, EmbedStage), {"marker": str(tmp_path / "crashed"),
+                                                            "overflowing": str(inputs[1])})
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -97,7 +103,10 @@ def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
         ray.shutdown()
     assert (tmp_path / "crashed").exists(), "the actor never crashed: the test tested nothing"
     rows, values = shards(tmp_path / "out")
-    assert rows == [(str(p), i) for p in inputs for i in range(30)]
+    kept = [(str(p), i) for p in inputs for i in range(30)]
+    assert rows == [(p, i) for p, i in kept if not (p == str(inputs[1]) and i >= 25)]
     from vggish_rt.engine import Embedder
-    np.testing.assert_allclose(values, Embedder(model, device="cpu").embed_examples(expected), rtol=0, atol=1e-5)
-    assert report.rows == 90 and report.failures == []
+    reference = Embedder(model, device="cpu").embed_examples(expected)
+    np.testing.assert_allclose(values, np.concatenate([reference[:55], reference[60:]]), rtol=0, atol=1e-5)
+    assert report.rows == 85 and report.inputs_done == 2
+    assert [path for path, _ in report.failures] == [str(inputs[1])] and "example 25 embeds to NaN" in report.failures[0][1]

@@ -283,8 +283,9 @@ def test_a_directory_as_the_output_is_refused_before_any_work(tiny_model, tmp_pa
 
 
 def test_no_non_finite_row_is_ever_written(tiny_model, tmp_path, monkeypatch):
-    """Bounded inputs cannot overflow the network; should a model overflow anyway, the job names the input
-    and writes no NaN row (here a real session whose outputs are made NaN for one input's examples)."""
+    """Bounded inputs cannot overflow the network; should a model overflow anyway, no NaN row is written:
+    the input is named and fails under --on-error (here a real session whose outputs are made NaN for one
+    input's examples)."""
     from vggish_rt.engine import runner as runner_module
     from vggish_rt.engine.errors import VggishError
     from vggish_rt.engine.job import JobOptions, run_job
@@ -310,10 +311,26 @@ def test_no_non_finite_row_is_ever_written(tiny_model, tmp_path, monkeypatch):
     data = np.fromfile(tmp_path / "b.dat").reshape(4, 96, 64)
     data[2] = 500.0  # within the input bound (1,000), above what this "model" carries
     data.tofile(tmp_path / "b.dat")
+    inputs, embedder = [tmp_path / "a.dat", tmp_path / "b.dat", tmp_path / "a.dat"], Embedder(tiny_model, device="cpu", batch_size=3)
     with pytest.raises(VggishError, match=r"b\.dat: example 2 embeds to NaN or Inf"):
-        run_job([tmp_path / "a.dat", tmp_path / "b.dat"], tmp_path / "out.npy", Embedder(tiny_model, device="cpu"),
-                JobOptions())
+        run_job(inputs, tmp_path / "out.npy", embedder, JobOptions())
     assert not (tmp_path / "out.npy").exists()
+    # under skip, b.dat fails from example 2 on (its rows 0-1 kept, as for an input that turns bad part-way);
+    # its example 3 is in the same batch (3 rows) or a later one (1 row)
+    for batch_size in (3, 1):
+        out = tmp_path / f"out{batch_size}.npy"
+        report = run_job(inputs, out, Embedder(tiny_model, device="cpu", batch_size=batch_size),
+                         JobOptions(on_error="skip"))
+        written = np.load(out)
+        assert np.isfinite(written).all() and len(written) == report.rows == 4 + 2 + 4
+        index = Path(f"{out}.index.csv").read_text().splitlines()[1:]
+        assert [line.split(",")[:2] for line in index[4:7]] == [[str(inputs[1]), "0"], [str(inputs[1]), "1"],
+                                                                 [str(inputs[2]), "0"]]
+        assert report.inputs_done == 2 and [path for path, _ in report.failures] == [str(inputs[1])]
+        assert "example 2 embeds to NaN or Inf" in report.failures[0][1]
+        assert "b.dat" in Path(f"{out}.failures.csv").read_text()
+    pooled = run_job(inputs, tmp_path / "pooled.npy", embedder, JobOptions(on_error="skip", pool="mean"))
+    assert pooled.rows == 2 and np.isfinite(np.load(tmp_path / "pooled.npy")).all()  # no row from the failed input
 
 
 def test_file_names_that_are_not_utf8_are_embedded_and_reported(small_model, tmp_path):
