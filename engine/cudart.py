@@ -41,6 +41,9 @@ def runtime() -> ctypes.CDLL | None:
         lib.cudaGetErrorString.restype = ctypes.c_char_p
         lib.cudaHostAlloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_uint]
         lib.cudaFreeHost.argtypes = [ctypes.c_void_p]
+        lib.cudaMemsetAsync.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p]
+        lib.cudaHostRegister.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint]
+        lib.cudaHostUnregister.argtypes = [ctypes.c_void_p]
         return lib
     return None
 
@@ -57,23 +60,35 @@ def _check(lib: ctypes.CDLL, status: int, what: str) -> None:
         raise VggishError(f"CUDA {what} failed: {lib.cudaGetErrorString(status).decode()}")
 
 
-def copy(destination: int, source: int, nbytes: int, kind: int, device_id: int) -> None:
-    """Copy ``nbytes`` from address ``source`` to ``destination`` (``kind``: HOST_TO_DEVICE or
-    DEVICE_TO_HOST) for device ``device_id``; returns when the copy is complete. Releases the GIL."""
+def _loaded() -> ctypes.CDLL:
     lib = runtime()
     if lib is None:
         raise VggishError("the CUDA runtime library (libcudart) is not loaded")
+    return lib
+
+
+def copy(destination: int, source: int, nbytes: int, kind: int, device_id: int) -> None:
+    """Copy ``nbytes`` from address ``source`` to ``destination`` (``kind``: HOST_TO_DEVICE or
+    DEVICE_TO_HOST) for device ``device_id``; returns when the copy is complete. Releases the GIL.
+    Host memory may be pageable or page-locked (the latter copies at the link's full rate)."""
+    lib = _loaded()
     _check(lib, lib.cudaSetDevice(device_id), "cudaSetDevice")
     _check(lib, lib.cudaMemcpyAsync(destination, source, nbytes, kind, _PER_THREAD_STREAM), "cudaMemcpyAsync")
+    _check(lib, lib.cudaStreamSynchronize(_PER_THREAD_STREAM), "cudaStreamSynchronize")
+
+
+def zero(destination: int, nbytes: int, device_id: int) -> None:
+    """Set ``nbytes`` of device memory at ``destination`` to zero; returns when done. Releases the GIL."""
+    lib = _loaded()
+    _check(lib, lib.cudaSetDevice(device_id), "cudaSetDevice")
+    _check(lib, lib.cudaMemsetAsync(destination, 0, nbytes, _PER_THREAD_STREAM), "cudaMemsetAsync")
     _check(lib, lib.cudaStreamSynchronize(_PER_THREAD_STREAM), "cudaStreamSynchronize")
 
 
 def host_alloc(nbytes: int) -> int:
     """``nbytes`` of page-locked host memory (cudaHostAlloc, portable to every device); returns its address.
     Copies from it run at the link's full rate, without the driver's staging through a bounce buffer."""
-    lib = runtime()
-    if lib is None:
-        raise VggishError("the CUDA runtime library (libcudart) is not loaded")
+    lib = _loaded()
     pointer = ctypes.c_void_p()
     _check(lib, lib.cudaHostAlloc(ctypes.byref(pointer), nbytes, 1), "cudaHostAlloc")  # cudaHostAllocPortable
     return int(pointer.value)
@@ -85,3 +100,22 @@ def host_free(address: int) -> None:
     lib = runtime()
     if lib is not None:
         lib.cudaFreeHost(address)
+
+
+def host_register(address: int, nbytes: int) -> bool:
+    """Page-lock ``nbytes`` of existing host memory at ``address`` (for every device), so that copies from it
+    run at the link's rate; False where that cannot be done (no runtime, or the kernel refuses)."""
+    lib = runtime()
+    if lib is None or device_count() == 0:
+        return False
+    if lib.cudaHostRegister(address, nbytes, 1) != 0:  # cudaHostRegisterPortable
+        lib.cudaGetLastError()  # clear it: the memory stays pageable, copies from it still work
+        return False
+    return True
+
+
+def host_unregister(address: int) -> None:
+    """Undo :func:`host_register` (before the memory is unmapped)."""
+    lib = runtime()
+    if lib is not None:
+        lib.cudaHostUnregister(address)

@@ -28,7 +28,7 @@ from vggish_rt.engine.pipeline import DEPTH, Batch, batches, run_batches
 from vggish_rt.engine.runner import Runner
 from vggish_rt.engine.session import resolve_placement
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks
-from vggish_rt.engine.staging import BatchBuffers
+from vggish_rt.engine.staging import BatchBuffers, DeviceBatchBuffers
 from vggish_rt.engine.windows import cut_windows, window_times
 
 NETWORK_FILES = {"fp32": "vggish.onnx", "fp16": "vggish.fp16.onnx", "int8": "vggish.int8.onnx"}
@@ -186,8 +186,9 @@ class Embedder:
         return [self.worker(d, s) for d, s in slots]
 
     def batch_buffers(self, kinds: tuple[str, ...], workers: int) -> BatchBuffers:
-        """Host buffers for batches of ``kinds`` run by ``workers`` device workers through run_batches: one
-        more than can be in flight, each a full batch of the largest row; page-locked on CUDA.
+        """Buffers for batches of ``kinds`` run by ``workers`` device workers through run_batches: one more
+        than can be in flight, each a full batch of the largest row. On one GPU they are on that GPU (rows
+        go to it as they arrive); on several, in page-locked host memory; on the CPU, in host memory.
 
         Made once per size and kept for the Embedder's life (page-locking
         memory costs far more than a batch: made per call, it halved the
@@ -198,7 +199,10 @@ class Embedder:
         key = (DEPTH * workers + 2, 4 * row_floats * self.batch_size)
         with self._lock:
             if key not in self._buffers:
-                self._buffers[key] = BatchBuffers(*key, pinned=self.placement.kind == "cuda")
+                if self.placement.kind == "cuda" and self.devices == 1:
+                    self._buffers[key] = DeviceBatchBuffers(*key, device_id=(self.placement.device_ids or (0,))[0])
+                else:
+                    self._buffers[key] = BatchBuffers(*key, pinned=self.placement.kind == "cuda")
             return self._buffers[key]
 
     def warn_if_demo(self, stream: TextIO = sys.stderr) -> None:

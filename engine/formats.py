@@ -18,7 +18,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -269,15 +271,29 @@ def parquet_table(values: np.ndarray, index: "pa.Table", metadata_columns: list[
 
 def _write_csv(chunks: Chunks, path: Path, metadata_columns: list[str]) -> None:
     """The leading columns then e0..e127, written column-wise by Arrow: floats in their shortest round-trip text
-    (float32 stays float32-exact), strings quoted."""
+    (float32 stays float32-exact), strings quoted. Chunks are formatted by a pool of threads (Arrow releases the
+    GIL; the seed's 105,835 rows took 3 s on one) and written in order, at most two per thread held."""
+    import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    with open(path, "wb") as f:
+    options = pacsv.WriteOptions(include_header=False)
+
+    def text(values: np.ndarray, index: "pa.Table") -> "pa.Buffer":
+        table = parquet_table(values, index, metadata_columns)
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(table.rename_columns([f"c{i}" for i in range(table.num_columns)]), sink, options)
+        return sink.getvalue()
+
+    threads = min(8, os.cpu_count() or 1)
+    with open(path, "wb") as f, ThreadPoolExecutor(threads, thread_name_prefix="vggish-csv") as pool:
         f.write(_csv_line([*(metadata_columns or INDEX_COLUMNS), *EMBEDDING_COLUMNS]).encode())
-        options = pacsv.WriteOptions(include_header=False)
+        pending: deque[Future] = deque()
         for values, index in chunks:
-            table = parquet_table(values, index, metadata_columns)
-            pacsv.write_csv(table.rename_columns([f"c{i}" for i in range(table.num_columns)]), f, options)
+            pending.append(pool.submit(text, values, index))
+            if len(pending) >= 2 * threads:
+                f.write(pending.popleft().result())
+        while pending:
+            f.write(pending.popleft().result())
 
 
 def _write_parquet(chunks: Chunks, path: Path, metadata_columns: list[str], empty_shape: tuple[int, ...],

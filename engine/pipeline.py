@@ -33,13 +33,14 @@ import numpy as np
 
 from vggish_rt.engine.inputs import printable
 from vggish_rt.engine.sources import Block
-from vggish_rt.engine.staging import BatchBuffers
+from vggish_rt.engine.staging import BatchBuffers, BatchInputs, DeviceRows, HostInputs
 from vggish_rt.engine.store import Rows
 
 
 @dataclass
 class Batch:
-    """Rows that run together. ``inputs``: float32 [n, 96, 64] examples or [n, 15600] windows.
+    """Rows that run together. ``inputs``: float32 [n, 96, 64] examples or [n, 15600] windows, in host memory
+    or already on the device that runs them (engine.staging).
 
     ``position`` is where the producer stood after this batch (for the job's
     journal: the next row's source and example, and the report so far).
@@ -47,7 +48,7 @@ class Batch:
 
     seq: int
     kind: str
-    inputs: np.ndarray | None  # dropped once run
+    inputs: np.ndarray | DeviceRows | None  # dropped once run
     sources: list[str]
     index: np.ndarray
     start_s: np.ndarray
@@ -80,25 +81,23 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: in
     """
     pieces: list[tuple[Block, list[list[str]], int, int, int]] = []  # (block, metadata, start, stop, number)
     filled, seq, kind, number = 0, 0, None, 0
-    inputs: np.ndarray | None = None
-    buffer: np.ndarray | None = None
+    inputs: BatchInputs | None = None
+    give_back: Callable[[], None] | None = None
 
     def emit() -> Batch:
-        nonlocal pieces, filled, seq, inputs, buffer
+        nonlocal pieces, filled, seq, inputs, give_back
         last, _, _, stop, _ = pieces[-1]
         sources: list[str] = []
         for b, _, a, z, _ in pieces:
             sources += [printable(str(b.source))] * (z - a)
-        held = buffer
-        batch = Batch(seq, kind, inputs[:filled], sources,
+        batch = Batch(seq, kind, inputs.rows(filled), sources,
                       np.concatenate([b.index[a:z] for b, _, a, z, _ in pieces]),
                       np.concatenate([b.start_s[a:z] for b, _, a, z, _ in pieces]),
                       np.concatenate([b.end_s[a:z] for b, _, a, z, _ in pieces]),
                       [row for _, m, a, z, _ in pieces for row in m[a:z]],
                       {"source": number, "example": int(last.index[stop - 1]) + 1, "report": snapshot()},
-                      None if held is None else (lambda: buffers.give(held)),
-                      np.concatenate([np.full(z - a, n) for _, _, a, z, n in pieces]))
-        pieces, filled, seq, inputs, buffer = [], 0, seq + 1, None, None
+                      give_back, np.concatenate([np.full(z - a, n) for _, _, a, z, n in pieces]))
+        pieces, filled, seq, inputs, give_back = [], 0, seq + 1, None, None
         return batch
 
     for block, metadata, block_number in blocks:
@@ -111,12 +110,11 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: in
             if inputs is None:
                 shape = (batch_size, *data.shape[1:])
                 if buffers is not None:
-                    buffer = buffers.take()
-                    inputs = buffer[: 4 * int(np.prod(shape))].view(np.float32).reshape(shape)
+                    inputs, give_back = buffers.take(shape)
                 else:
-                    inputs = np.empty(shape, np.float32)
+                    inputs = HostInputs(np.empty(shape, np.float32))
             take = min(batch_size - filled, len(block) - start)
-            inputs[filled : filled + take] = data[start : start + take]
+            inputs.put(filled, data[start : start + take])
             pieces.append((block, metadata, start, start + take, block_number))
             filled += take
             start += take

@@ -1,14 +1,16 @@
 """Running one model on one device, batch after batch.
 
-On the CPU a batch runs as it is. On CUDA, input and output buffers live on the
-device, allocated once at the batch size and bound to the session once (IO
-binding); every batch has that same shape (a short tail batch is zero-padded
-and its padding rows dropped from the output), so cuDNN's exhaustive algorithm
-search runs once, not once per new shape. A full float32 batch is copied to the
-device straight from its own memory; a tail batch or another dtype goes
-through a reused float32 staging array. Copies go through engine.cudart,
-which releases the GIL while they run, so the sessions of several GPUs copy
-at the same time (onnxruntime's own OrtValue copies hold the GIL).
+On the CPU a batch runs as it is. On CUDA, input and output buffers live on
+the device, allocated at the batch size and bound to the session (IO binding):
+a batch assembled on the device (engine.staging.DeviceRows) is bound where it
+is; a batch in host memory is copied into the runner's own input buffer (a
+full float32 batch straight from its own memory, a tail batch or another dtype
+through a reused float32 staging array). Every batch has the same shape (a
+short tail batch is zero-padded and its padding rows dropped from the output),
+so cuDNN's exhaustive algorithm search runs once, not once per new shape.
+Copies go through engine.cudart, which releases the GIL while they run, so the
+sessions of several GPUs copy at the same time (onnxruntime's own OrtValue
+copies hold the GIL).
 
 Out of memory at the batch size (onnxruntime's allocation failures, CUDA's,
 cuDNN's and cuBLAS's), the runner halves its batch size, rebinds, tells
@@ -26,6 +28,7 @@ import numpy as np
 from vggish_rt.engine import cudart, params
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.session import create_session, onnxruntime
+from vggish_rt.engine.staging import DeviceRows
 
 
 # onnxruntime's arena ("Available memory of X is smaller than requested bytes of Y", as seen on an H200
@@ -73,12 +76,13 @@ class Runner:
         self._output = ort.OrtValue.ortvalue_from_shape_and_type([self.batch_size, params.EMBEDDING_SIZE],
                                                                  np.float32, "cuda", self.device_id)
         self._binding = self.session.io_binding()
-        self._binding.bind_ortvalue_input(self.input_name, self._input)
         self._binding.bind_ortvalue_output(params.ONNX_EMBEDDING, self._output)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: np.ndarray | DeviceRows) -> np.ndarray:
         n = len(batch)
         if n > self.batch_size:  # after a halving: the pipeline's batches are still cut at the first size
+            if isinstance(batch, DeviceRows):  # run in pieces from host memory (only after running out of memory)
+                batch = batch.to_host()
             size = self.batch_size  # fixed now: running a piece may halve it again
             return np.concatenate([self(batch[i:i + size]) for i in range(0, n, size)])
         try:
@@ -97,17 +101,24 @@ class Runner:
                 self._bind()
             return self(batch)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray | DeviceRows) -> np.ndarray:
         n = len(batch)
-        if self.kind == "cpu":
+        if isinstance(batch, DeviceRows):  # assembled on this device: bound where it is, zeros after its rows
+            if batch.device_id != self.device_id or batch.capacity < self.batch_size:
+                raise VggishError(f"{self}: a batch on cuda:{batch.device_id} of {batch.capacity} rows cannot run here")
+            self._binding.bind_input(self.input_name, "cuda", self.device_id, np.float32,
+                                     [self.batch_size, *self.row_shape], batch.address)
+        elif self.kind == "cpu":
             return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
-        if n == self.batch_size and batch.dtype == np.float32 and batch.flags.c_contiguous:
-            host = batch  # a full batch goes straight from its own memory
         else:
-            self._staging[:n] = batch
-            self._staging[n:] = 0.0
-            host = self._staging
-        self._to_device(host)
+            if n == self.batch_size and batch.dtype == np.float32 and batch.flags.c_contiguous:
+                host = batch  # a full batch goes straight from its own memory
+            else:
+                self._staging[:n] = batch
+                self._staging[n:] = 0.0
+                host = self._staging
+            self._to_device(host)
+            self._binding.bind_ortvalue_input(self.input_name, self._input)
         self.session.run_with_iobinding(self._binding)
         return self._to_host()[:n].copy()
 

@@ -115,7 +115,7 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
                 audio = None if is_spectrogram(path) else audio_blocks(path, options)
                 yield uid, path, map(to_examples, audio) if audio is not None and numpy_frontend else audio
             return
-        with DecodePool(options, numpy_frontend, workers) as pool:
+        with DecodePool(options, numpy_frontend, workers, pinned=embedder.placement.kind == "cuda") as pool:
             yield from pool.decode(pulled(), audio=lambda path: not is_spectrogram(path))
 
     def blocks() -> Iterator[tuple[Block, list, int]]:

@@ -87,8 +87,22 @@ def index_text(rows: Rows) -> str:
             buffer = io.StringIO()
             csv.writer(buffer, lineterminator="\n").writerow([source, ""])
             field = quoted[source] = buffer.getvalue()[:-1]  # "source," as the csv module quotes it
-        parts.append(f"{field}{example},,\n" if start != start else f"{field}{example},{start:.6f},{end:.6f}\n")
+        if start != start:  # NaN: a spectrogram's row
+            parts.append(f"{field}{example},,\n")
+            continue
+        times = _TIMES.get((start, end))
+        if times is None:
+            if len(_TIMES) >= _TIMES_KEPT:
+                _TIMES.clear()
+            times = _TIMES[(start, end)] = f",{start:.6f},{end:.6f}\n"
+        parts.append(f"{field}{example}{times}")
     return "".join(parts)
+
+
+# The times fields of recent (start, end) pairs, formatted: files cut alike share them (an example's times
+# depend only on its position when files start at 0), so most rows format no float.
+_TIMES: dict[tuple[float, float], str] = {}
+_TIMES_KEPT = 65_536
 
 
 def _read_index(path: Path, chunk: int) -> Iterator["pa.Table"]:
