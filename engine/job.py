@@ -104,9 +104,13 @@ def _fingerprint(sources: list[Path], embedder: Embedder, options: JobOptions) -
     such an input is refused as changed, though its bytes may be the same. Inputs are digested by a
     pool of threads (reading and hashing release the GIL): 10,000 files cost 1.5 s on one thread.
     """
-    chunks = [sources[i : i + 64] for i in range(0, len(sources), 64)]
-    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        listing = hashlib.sha256(b"".join(pool.map(lambda chunk: b"".join(map(_input_digest, chunk)), chunks)))
+    def digests(chunk: list[Path]) -> bytes:
+        directories: dict[str, str] = {}
+        return b"".join(_input_digest(source, directories) for source in chunk)
+
+    chunks = [sources[i : i + 256] for i in range(0, len(sources), 256)]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        listing = hashlib.sha256(b"".join(pool.map(digests, chunks)))
     metadata = hashlib.sha256(options.metadata.read_bytes()).hexdigest() if options.metadata else ""
     pca = embedder.model.manifest["files"].get(PCA_FILE, {}).get("sha256") if options.postprocessor else None
     return {"inputs": listing.hexdigest(), "count": len(sources), "model": str(embedder.model.path),
@@ -119,15 +123,31 @@ def _fingerprint(sources: list[Path], embedder: Embedder, options: JobOptions) -
             "metadata": str(options.metadata or ""), "metadata_sha256": metadata}
 
 
-def _input_digest(source: Path) -> bytes:
-    """sha256 of an input's resolved path, size, modification and status-change times, first and last 64 KiB."""
-    stat = source.stat()
-    digest = hashlib.sha256(os.fsencode(source.resolve())
+def _input_digest(source: Path, directories: dict[str, str]) -> bytes:
+    """sha256 of an input's resolved path, size, modification and status-change times, first and last 64 KiB.
+
+    ``directories`` caches the resolved directory of each parent (a file that is itself a link is resolved
+    whole): resolving every path component of every input cost more than reading its edges.
+    """
+    name = os.fspath(source)
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        stat = os.fstat(fd)
+        head = os.pread(fd, FINGERPRINT_EDGE_BYTES, 0)
+        tail = os.pread(fd, FINGERPRINT_EDGE_BYTES, max(0, stat.st_size - FINGERPRINT_EDGE_BYTES))
+    finally:
+        os.close(fd)
+    parent, base = os.path.split(os.path.abspath(name))
+    if os.path.islink(name):
+        resolved = os.path.realpath(name)
+    else:
+        if parent not in directories:
+            directories[parent] = os.path.realpath(parent)
+        resolved = os.path.join(directories[parent], base)
+    digest = hashlib.sha256(os.fsencode(resolved)
                             + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0".encode())
-    with open(source, "rb") as f:
-        digest.update(f.read(FINGERPRINT_EDGE_BYTES))
-        f.seek(max(0, stat.st_size - FINGERPRINT_EDGE_BYTES))
-        digest.update(f.read(FINGERPRINT_EDGE_BYTES))
+    digest.update(head)
+    digest.update(tail)
     return digest.digest()
 
 
