@@ -39,6 +39,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -282,3 +284,23 @@ class DecodePool:
                 rows = self._slots[slot, :count]
                 yield Block(path, np.arange(first, first + count), start_s, end_s,
                             **{"examples" if self.numpy_frontend else "windows": rows}, release=self._release(slot))
+
+
+@contextmanager
+def started_beside(pool: DecodePool | None) -> Iterator[Callable[[], DecodePool | None]]:
+    """Start ``pool``'s workers in a thread while the caller goes on with its own start-up (sessions); the
+    function yielded waits for them and returns the pool (None for None). The pool ends with the block.
+
+    Measured on an H200 with 16 cores: the pool's start (a forkserver and 15 workers importing NumPy,
+    libsndfile and soxr) took 0.55 s, and the sessions 1.2 s, one after the other.
+    """
+    if pool is None:
+        yield lambda: None
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="vggish-decode-start") as starter:
+        started = starter.submit(pool.__enter__)
+        try:
+            yield started.result
+        finally:
+            if started.exception() is None:  # a failed start has cleaned up after itself
+                pool.__exit__()

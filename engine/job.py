@@ -26,7 +26,7 @@ import csv
 import hashlib
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.engine.decoding import DecodePool, to_examples
+from vggish_rt.engine.decoding import DecodePool, started_beside, to_examples
 from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import Interrupted, VggishError
 from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
@@ -280,15 +280,11 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         # Start-up: the sessions here, and beside them the inputs' fingerprint and the decoding workers' start
         # (each about a second for 10,000 files on an H200). Sessions before the store: a model that cannot run
         # leaves no store behind (device processes make their own).
-        background = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="vggish-start"))
+        background = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="vggish-fingerprint"))
         fingerprint = background.submit(_fingerprint, sources, embedder, options)
-        pool = _decode_pool(sources, embedder, options) if processes == 0 else None
-        if pool is not None:
-            started = background.submit(pool.__enter__)
-            stack.callback(_close_pool, pool, started)
+        pool_ready = stack.enter_context(started_beside(_decode_pool(sources, embedder, options) if processes == 0 else None))
         workers = embedder.workers(kinds) if processes == 0 else []
-        if pool is not None:
-            started.result()
+        pool = pool_ready()
         store = PartialStore(out, fingerprint.result(), (params.EMBEDDING_SIZE,), np.float32)
         position = store.resume() if resume else {}
         if not resume:
@@ -349,12 +345,6 @@ def _decode_pool(sources: list[Path], embedder: Embedder, options: JobOptions) -
         return None
     return DecodePool(options.windows, embedder.frontend == "numpy", options.workers,
                       pinned=embedder.placement.kind == "cuda")
-
-
-def _close_pool(pool: DecodePool, started: Future) -> None:
-    """End a pool started in the background, once its start has ended (a failed start cleaned up itself)."""
-    if started.exception() is None:
-        pool.__exit__()
 
 
 class OverflowGuard:
@@ -430,7 +420,8 @@ def _run_sharded(sources: list[Path], embedder: Embedder, options: JobOptions, k
             append(rows, np.full(len(rows), unit.number), lambda: {**position, "report": producer.snapshot()})
 
     arguments = [embedder.shard_arguments(i, processes) for i in range(processes)]
-    run_units(units, arguments, kinds, options.windows, options.chunk_examples, options.workers, emit)
+    workers = options.workers if any(not is_spectrogram(s) for s in sources) else 0  # no audio: no decoding pools
+    run_units(units, arguments, kinds, options.windows, options.chunk_examples, workers, emit)
 
 
 def failures_path(out: Path) -> Path:

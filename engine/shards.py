@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from vggish_rt.engine.decoding import DecodePool, exit_with, default_workers
+from vggish_rt.engine.decoding import DecodePool, default_workers, exit_with, started_beside, to_examples
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, skip_rows, spectrogram_blocks
@@ -92,51 +92,55 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
 
     try:
         embedder = Embedder(**arguments)
-        runners = embedder.workers(kinds)
-        buffers = embedder.batch_buffers(kinds, len(runners))
-        numpy_frontend = embedder.frontend == "numpy"
     except VggishError as exc:
         results.put(("error", str(exc)))
         return
-    results.put(("ready",))
-    units: dict[int, Unit] = {}
+    numpy_frontend = embedder.frontend == "numpy"
+    pool = DecodePool(options, numpy_frontend, workers, pinned=embedder.placement.kind == "cuda") if workers != 0 else None
+    with started_beside(pool) as pool_ready:  # the decoding workers start while the sessions are made
+        try:
+            runners = embedder.workers(kinds)
+            buffers = embedder.batch_buffers(kinds, len(runners))
+            pool = pool_ready()
+        except VggishError as exc:
+            results.put(("error", str(exc)))
+            return
+        results.put(("ready",))
+        units: dict[int, Unit] = {}
 
-    def pulled() -> Iterator[tuple[int, Path]]:
-        while (unit := tasks.get()) is not None:
-            units[unit.id] = unit
-            yield unit.id, Path(unit.path)
+        def pulled() -> Iterator[tuple[int, Path]]:
+            while (unit := tasks.get()) is not None:
+                units[unit.id] = unit
+                yield unit.id, Path(unit.path)
 
-    def unit_blocks() -> Iterator[tuple[int, Path, Iterator[Block] | None]]:
-        """(unit id, path, decoded audio blocks or None for spectrogram rows), in the order pulled."""
-        if workers == 0:
-            from vggish_rt.engine.decoding import to_examples
-
+        def unit_blocks() -> Iterator[tuple[int, Path, Iterator[Block] | None]]:
+            """(unit id, path, decoded audio blocks or None for spectrogram rows), in the order pulled."""
+            if pool is not None:
+                yield from pool.decode(pulled(), audio=lambda path: not is_spectrogram(path))
+                return
             for uid, path in pulled():
                 audio = None if is_spectrogram(path) else audio_blocks(path, options)
                 yield uid, path, map(to_examples, audio) if audio is not None and numpy_frontend else audio
-            return
-        with DecodePool(options, numpy_frontend, workers, pinned=embedder.placement.kind == "cuda") as pool:
-            yield from pool.decode(pulled(), audio=lambda path: not is_spectrogram(path))
 
-    def blocks() -> Iterator[tuple[Block, list, int]]:
-        for uid, _, decoded in unit_blocks():
-            unit, rows, error = units.pop(uid), 0, None
-            try:
-                for block in _unit_blocks(unit, chunk, decoded):
-                    rows += len(block)
-                    yield block, [], uid
-            except VggishError as exc:
-                error = str(exc)
-            results.put(("end", uid, rows, error))
+        def blocks() -> Iterator[tuple[Block, list, int]]:
+            for uid, _, decoded in unit_blocks():
+                unit, rows, error = units.pop(uid), 0, None
+                try:
+                    for block in _unit_blocks(unit, chunk, decoded):
+                        rows += len(block)
+                        yield block, [], uid
+                except VggishError as exc:
+                    error = str(exc)
+                results.put(("end", uid, rows, error))
 
-    try:
-        for batch, values in run_batches(batches(blocks(), embedder.batch_size, buffers=buffers), runners):
-            cuts = [0, *(np.flatnonzero(np.diff(batch.numbers)) + 1).tolist(), len(values)]
-            for a, z in zip(cuts[:-1], cuts[1:]):
-                results.put(("rows", int(batch.numbers[a]), batch.index[a:z], batch.start_s[a:z],
-                             batch.end_s[a:z], values[a:z]))
-    except VggishError as exc:
-        results.put(("error", str(exc)))
+        try:
+            for batch, values in run_batches(batches(blocks(), embedder.batch_size, buffers=buffers), runners):
+                cuts = [0, *(np.flatnonzero(np.diff(batch.numbers)) + 1).tolist(), len(values)]
+                for a, z in zip(cuts[:-1], cuts[1:]):
+                    results.put(("rows", int(batch.numbers[a]), batch.index[a:z], batch.start_s[a:z],
+                                 batch.end_s[a:z], values[a:z]))
+        except VggishError as exc:
+            results.put(("error", str(exc)))
 
 
 @dataclass
