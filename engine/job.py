@@ -44,7 +44,7 @@ from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
-from vggish_rt.engine.shards import Unit, plan_units, run_units
+from vggish_rt.engine.shards import DeviceProcesses, Unit, plan_units
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, skip_rows, spectrogram_blocks
 from vggish_rt.engine.store import PartialStore, Rows
 
@@ -282,9 +282,14 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         # leaves no store behind (device processes make their own).
         background = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="vggish-fingerprint"))
         fingerprint = background.submit(_fingerprint, sources, embedder, options)
-        pool_ready = stack.enter_context(started_beside(_decode_pool(sources, embedder, options) if processes == 0 else None))
-        workers = embedder.workers(kinds) if processes == 0 else []
-        pool = pool_ready()
+        if processes == 0:
+            pool_ready = stack.enter_context(started_beside(_decode_pool(sources, embedder, options)))
+            workers = embedder.workers(kinds)
+            pool = pool_ready()
+        else:
+            devices = stack.enter_context(_device_processes(sources, embedder, options, kinds, processes))
+            devices.wait_ready()
+            workers, pool = [], None
         store = PartialStore(out, fingerprint.result(), (params.EMBEDDING_SIZE,), np.float32)
         position = store.resume() if resume else {}
         if not resume:
@@ -308,7 +313,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
                 for batch, values in run_batches(stream, workers):
                     append(batch.rows(values), batch.numbers, lambda: batch.position)
             else:
-                _run_sharded(sources, embedder, options, kinds, processes, producer, append)
+                _run_sharded(sources, devices, producer, append)
             overflowed.report_into(producer)
             store.commit({"source": len(sources), "example": 0, "report": producer.snapshot()})
             failed = frozenset(path for path, _ in producer.report.failures)  # no pooled row from a failed input's first rows
@@ -391,11 +396,20 @@ class OverflowGuard:
                 producer.report.inputs_done -= 1
 
 
-def _run_sharded(sources: list[Path], embedder: Embedder, options: JobOptions, kinds: tuple[str, ...],
-                 processes: int, producer: _Producer,
+def _device_processes(sources: list[Path], embedder: Embedder, options: JobOptions, kinds: tuple[str, ...],
+                      processes: int) -> DeviceProcesses:
+    """``processes`` device processes (engine.shards) for this job, not yet started; a job of spectrograms
+    only starts no decoding pools in them."""
+    workers = options.workers if any(not is_spectrogram(s) for s in sources) else 0
+    return DeviceProcesses([embedder.shard_arguments(i, processes) for i in range(processes)], kinds, options.windows,
+                           options.chunk_examples, workers)
+
+
+def _run_sharded(sources: list[Path], devices: DeviceProcesses, producer: _Producer,
                  append: Callable[[Rows, np.ndarray, Callable[[], dict[str, Any]]], None]) -> None:
-    """The job's rows from ``processes`` device processes (engine.shards), in input order, with the
-    single-process job's error policy and report (kept in ``producer``)."""
+    """The job's rows from the device processes, in input order, with the single-process job's error policy
+    and report (kept in ``producer``)."""
+    options = producer.options
     units = plan_units(sources, producer.first_source, producer.first_example)
     report = producer.report
     file_rows: dict[int, int] = {}
@@ -419,9 +433,7 @@ def _run_sharded(sources: list[Path], embedder: Embedder, options: JobOptions, k
             rows.metadata = producer.meta(unit.number, rows.example)
             append(rows, np.full(len(rows), unit.number), lambda: {**position, "report": producer.snapshot()})
 
-    arguments = [embedder.shard_arguments(i, processes) for i in range(processes)]
-    workers = options.workers if any(not is_spectrogram(s) for s in sources) else 0  # no audio: no decoding pools
-    run_units(units, arguments, kinds, options.windows, options.chunk_examples, workers, emit)
+    devices.run(units, emit)
 
 
 def failures_path(out: Path) -> Path:

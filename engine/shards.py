@@ -150,49 +150,72 @@ class _Pending:
     end: tuple | None = None
 
 
-def run_units(units: list[Unit], arguments: list[dict[str, Any]], kinds: tuple[str, ...], options: WindowOptions,
-              chunk: int, workers: int | None,
-              emit: Callable[[Unit, Rows | None, str | None], None]) -> None:
-    """Run ``units`` on one process per entry of ``arguments`` (Embedder keyword arguments); call
-    ``emit(unit, rows or None, error or None)`` for each unit, in order. A process's own failure (a session
-    that cannot be created, a dead process) raises VggishError."""
-    context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA or onnxruntime state
-    tasks, results = context.Queue(), context.Queue()
-    per_process = workers if workers is not None else max(1, default_workers() // len(arguments))
-    # not daemons: daemons may not start the decoding pools' processes; each ends with the job all the same
-    processes = [context.Process(target=_device_process, name=f"vggish-device-{i}",
-                                 args=(a, kinds, options, chunk, per_process, tasks, results, os.getpid()))
-                 for i, a in enumerate(arguments)]
-    for process in processes:
-        process.start()
-    try:
-        def receive() -> tuple:
-            while True:
-                try:
-                    message = results.get(timeout=_POLL_SECONDS)
-                except queue.Empty:  # a process that ended with 0 has sent everything; others may still work
-                    dead = [p for p in processes if p.exitcode not in (None, 0)]
-                    if dead:
-                        raise VggishError(f"device process {dead[0].name} died (exit code {dead[0].exitcode})") \
-                            from None
-                    if all(p.exitcode == 0 for p in processes) and results.empty():
-                        raise VggishError("the device processes ended before every input was embedded") from None
-                    continue
-                if message[0] == "error":
-                    raise VggishError(message[1])
-                return message
+class DeviceProcesses:
+    """One process per entry of ``arguments`` (Embedder keyword arguments), started on entering (each makes
+    its sessions and starts its decoding pool while the caller goes on with its own start-up) and ended on
+    leaving, killed if still running. :meth:`wait_ready` waits for every process's sessions; :meth:`run`
+    runs the units. A process's own failure (a session that cannot be created, a dead process) raises
+    VggishError."""
 
-        for _ in processes:
-            receive()  # "ready": every process has its sessions
+    def __init__(self, arguments: list[dict[str, Any]], kinds: tuple[str, ...], options: WindowOptions, chunk: int,
+                 workers: int | None) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA or onnxruntime state
+        self.tasks, self.results = context.Queue(), context.Queue()
+        per_process = workers if workers is not None else max(1, default_workers() // len(arguments))
+        # not daemons: daemons may not start the decoding pools' processes; each ends with the job all the same
+        self.processes = [context.Process(target=_device_process, name=f"vggish-device-{i}",
+                                          args=(a, kinds, options, chunk, per_process, self.tasks, self.results,
+                                                os.getpid()))
+                          for i, a in enumerate(arguments)]
+        self._ready = False
+
+    def __enter__(self) -> "DeviceProcesses":
+        for process in self.processes:
+            process.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+        for process in self.processes:
+            if process.pid is not None:
+                process.join()
+
+    def _receive(self) -> tuple:
+        while True:
+            try:
+                message = self.results.get(timeout=_POLL_SECONDS)
+            except queue.Empty:  # a process that ended with 0 has sent everything; others may still work
+                dead = [p for p in self.processes if p.exitcode not in (None, 0)]
+                if dead:
+                    raise VggishError(f"device process {dead[0].name} died (exit code {dead[0].exitcode})") from None
+                if all(p.exitcode == 0 for p in self.processes) and self.results.empty():
+                    raise VggishError("the device processes ended before every input was embedded") from None
+                continue
+            if message[0] == "error":
+                raise VggishError(message[1])
+            return message
+
+    def wait_ready(self) -> None:
+        """Return once every process has its sessions."""
+        if not self._ready:
+            for _ in self.processes:
+                self._receive()  # "ready"
+            self._ready = True
+
+    def run(self, units: list[Unit], emit: Callable[[Unit, Rows | None, str | None], None]) -> None:
+        """Run ``units``; call ``emit(unit, rows or None, error or None)`` for each unit, in order."""
+        self.wait_ready()
         for unit in units:  # all at once: a limit could hold the earliest unit in a partial batch forever
-            tasks.put(unit)
-        for _ in processes:
-            tasks.put(None)
+            self.tasks.put(unit)
+        for _ in self.processes:
+            self.tasks.put(None)
         pending: dict[int, _Pending] = {}
         for unit in units:
             state = pending.setdefault(unit.id, _Pending([]))
             while state.end is None or state.received < state.end[2]:
-                message = receive()
+                message = self._receive()
                 target = pending.setdefault(message[1], _Pending([]))
                 if message[0] == "rows":
                     target.rows.append(message[2:])
@@ -205,12 +228,5 @@ def run_units(units: list[Unit], arguments: list[dict[str, Any]], kinds: tuple[s
                 index, start_s, end_s, values = (np.concatenate(column) for column in zip(*state.rows))
                 rows = Rows([unit.path] * len(index), index, start_s, end_s, values)
             emit(unit, rows, state.end[3])
-        for process in processes:  # every unit is in: each process has ended its stream, or is ending it
+        for process in self.processes:  # every unit is in: each process has ended its stream, or is ending it
             process.join(timeout=10.0)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-        for process in processes:
-            if process.pid is not None:
-                process.join()
