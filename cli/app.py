@@ -29,8 +29,21 @@ _state = {"debug": False}
 ModelOption = Annotated[Optional[Path], typer.Option("--model", help="Model directory (default: $VGGISH_RT_MODEL, else models/vggish).")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"vggish-rt {version('vggish-rt')}")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            print("vggish-rt (not installed: version unknown)")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+          version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
     _state["debug"] = debug
 
 
@@ -42,7 +55,7 @@ def _say(message: str) -> None:
 def export(
     checkpoint: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint: the released V1 vggish_model.ckpt, or a V2 prefix.")] = None,
     pca_params: Annotated[Optional[Path], typer.Option(help="PCA params .npz to copy into the model (vggish_pca_params.npz).")] = None,
-    out: Annotated[Path, typer.Option(help="Model directory to write (replaced atomically).")] = Path("models/vggish"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write (replaced atomically).")] = Path("models/vggish"),
     demo: Annotated[bool, typer.Option(help="Export the seeded demo model instead (random weights, NOT pretrained).")] = False,
     relu_output: Annotated[bool, typer.Option(help="Apply ReLU to the output, as the pre-2020 reference did.")] = False,
 ) -> None:
@@ -92,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
         sys.exit(2)
     except click_errors.UsageError as exc:
-        _fail(f"{exc.format_message()} (see `vggish-rt {exc.ctx.info_name if exc.ctx else ''} --help`)".replace("  ", " "), 2)
+        _fail(f"{exc.format_message()} (see `{exc.ctx.command_path if exc.ctx else 'vggish-rt'} --help`)", 2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

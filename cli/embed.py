@@ -13,7 +13,7 @@ from vggish_rt.cli.app import ModelOption, app
 from vggish_rt.cli.progress import progress_bar
 
 InputsArgument = Annotated[list[str], typer.Argument(
-    help="Audio files, directories (recursive), @list.txt files, or spectrograms (.npy [N,96,64], raw float64 .dat).",
+    help="Audio files, directories (recursive), @list.txt files, glob patterns (quoted too; ** at any depth), or spectrograms (.npy [N,96,64], raw float64 .dat).",
     show_default=False)]
 HopOption = Annotated[float, typer.Option(callback=options.seconds(), help="Seconds between examples, rounded to whole 10 ms frames (reference: 0.96).")]
 PadShortOption = Annotated[bool, typer.Option(help="Zero-pad clips shorter than 0.975 s to one example (reference: none).")]
@@ -42,7 +42,7 @@ def _known_rows(sources: list[Path]) -> int | None:
 @app.command()
 def embed(
     inputs: InputsArgument,
-    out: Annotated[Path, typer.Option(callback=options.output_path, help="Output file; its suffix picks the format: .npy (+ .index.csv), .csv, .parquet, .dat, .tfrecord (AudioSet layout, with --postprocess).")],
+    out: Annotated[Path, typer.Option("--out", "-o", callback=options.output_path, help="Output file; its suffix picks the format: .npy (+ .index.csv), .csv, .parquet, .dat, .tfrecord (AudioSet layout, with --postprocess).")],
     model: ModelOption = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, or cuda:0,1 (one session per GPU).")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (the model directory must hold that file).")] = "fp32",
@@ -145,7 +145,7 @@ def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precisi
 @app.command()
 def features(
     inputs: InputsArgument,
-    out: Annotated[Path, typer.Option(callback=options.output_path, help="Output .npy: float32 [N,96,64] log-mel examples, with .index.csv beside it.")],
+    out: Annotated[Path, typer.Option("--out", "-o", callback=options.output_path, help="Output .npy: float32 [N,96,64] log-mel examples, with .index.csv beside it.")],
     hop: HopOption = 0.96,
     pad_short: PadShortOption = False,
     pad_tail: PadTailOption = False,
@@ -164,7 +164,7 @@ def features(
 @app.command(name="postprocess")
 def postprocess_command(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings .npy, float [N,128].", show_default=False)],
-    out: Annotated[Path, typer.Option(callback=options.output_path, help="Output .npy: uint8 [N,128].")],
+    out: Annotated[Path, typer.Option("--out", "-o", callback=options.output_path, help="Output .npy: uint8 [N,128].")],
     pca_params: Annotated[Optional[Path], typer.Option(help="PCA params .npz (default: the model directory's).")] = None,
     model: ModelOption = None,
 ) -> None:
@@ -192,7 +192,7 @@ def postprocess_command(
 @app.command(name="fit-pca")
 def fit_pca(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings .npy, float [N,128] (memory-mapped; any size).", show_default=False)],
-    out: Annotated[Path, typer.Option(callback=options.output_path, help="Output PCA params .npz in the released layout.")],
+    out: Annotated[Path, typer.Option("--out", "-o", callback=options.output_path, help="Output PCA params .npz in the released layout.")],
 ) -> None:
     """Fit PCA with whitening on embeddings, in the layout of vggish_pca_params.npz."""
     from vggish_rt.engine.arrays import load_embeddings, write_bytes_atomic

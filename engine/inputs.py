@@ -8,6 +8,7 @@ Spectrogram arrays are read a chunk at a time, never whole.
 """
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -51,7 +52,8 @@ def is_spectrogram(path: Path) -> bool:
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
-    """Expand INPUT arguments into files, in the order given (directories sorted).
+    """Expand INPUT arguments into files, in the order given (directories and glob patterns sorted; a pattern
+    is expanded here when no file has its name, as when it was quoted; ``**`` matches any depth).
 
     Raises VggishError for a missing path, an unreadable list, or a directory
     holding no audio.
@@ -73,6 +75,12 @@ def expand_inputs(items: list[str]) -> list[Path]:
             paths.extend(expand_inputs([entry for _, entry in entries]))
             continue
         path = Path(item)
+        if not path.exists() and any(c in item for c in "*?["):  # a pattern the shell did not expand (quoted)
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise VggishError(f"{item}: no file matches this pattern")
+            paths.extend(expand_inputs([os.path.join(".", m) if m.startswith("@") else m for m in matches]))
+            continue
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not found:

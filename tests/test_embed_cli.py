@@ -97,3 +97,23 @@ def test_embed_bad_inputs_exit_codes(small_model, tone_wav, tmp_path):
                                   "--out", tmp_path / "o.txt"), "unknown output format")
     assert_one_line_error(run_cli("embed", tone_wav, "--model", small_model, "--precision", "int4",
                                   "--out", tmp_path / "o.npy"), "--precision")
+
+
+def test_quoted_glob_patterns_are_expanded_and_o_names_the_output(small_model, tmp_path):
+    """A pattern the shell did not expand (quoted) is expanded in sorted order, ``**`` at any depth; a pattern
+    that matches nothing is one error; ``-o`` is ``--out``."""
+    import shutil
+
+    from test_audio import EXAMPLES
+
+    wavs = sorted(EXAMPLES.glob("*.wav"))[:2]
+    (tmp_path / "in" / "deep").mkdir(parents=True)
+    shutil.copy(wavs[0], tmp_path / "in" / "b.wav")
+    shutil.copy(wavs[1], tmp_path / "in" / "deep" / "a.wav")
+    result = run_cli("embed", str(tmp_path / "in" / "**" / "*.wav"), "--model", small_model, "--device", "cpu",
+                     "-o", tmp_path / "out.npy")
+    assert result.returncode == 0, result.stderr
+    sources = [line.split(",")[0] for line in (tmp_path / "out.npy.index.csv").read_text().splitlines()[1:]]
+    assert list(dict.fromkeys(sources)) == [str(tmp_path / "in" / "b.wav"), str(tmp_path / "in" / "deep" / "a.wav")]
+    missing = run_cli("embed", str(tmp_path / "in" / "*.flac"), "--model", small_model, "-o", tmp_path / "none.npy")
+    assert_one_line_error(missing, "*.flac: no file matches this pattern")

@@ -38,6 +38,16 @@ def test_console_script_and_module_agree():
 def test_usage_errors_are_one_line_with_exit_2():
     result = run_cli("embed", "--no-such-flag")
     assert result.returncode == 2 and result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+    assert "(see `vggish-rt embed --help`)" in result.stderr
+    root = run_cli("--no-such-flag")
+    assert root.returncode == 2 and "(see `vggish-rt --help`)" in root.stderr, root.stderr  # was `vggish-rt vggish-rt`
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"vggish-rt {version('vggish-rt')}"
 
 
 @pytest.mark.parametrize("command, option, value, fragment", [
