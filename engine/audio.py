@@ -1,23 +1,31 @@
 """Decoding audio files to 16 kHz mono float32, as the reference reads them.
 
 Any format libsndfile reads (WAV of any PCM width or float, FLAC, OGG/Vorbis,
-AIFF, ...). Integer PCM is scaled to [-1, 1) as the reference's int16 / 32768
-(libsndfile scales every integer width the same way); channels are averaged;
-the rate is converted with soxr (default, high quality) or resampy (the
-reference's resampler, when installed).
+AIFF, ...), and through FFmpeg's libraries (PyAV) the containers and codecs it
+does not (engine.inputs.FFMPEG_SUFFIXES: AAC/M4A, MP4 and other video files'
+audio, WebM/Matroska, WMA, ...), streamed frame by frame. Integer PCM is scaled
+to [-1, 1) as the reference's int16 / 32768 (libsndfile scales every integer
+width the same way, and so does FFmpeg's conversion to float); channels are
+averaged; the rate is converted with soxr (default, high quality) or resampy
+(the reference's resampler, when installed).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
 from vggish_rt.engine import params
 from vggish_rt.engine.errors import VggishError
-from vggish_rt.engine.inputs import peak_magnitude
+from vggish_rt.engine.inputs import FFMPEG_SUFFIXES, peak_magnitude
+
+if TYPE_CHECKING:
+    import av
+    import soxr
 
 RESAMPLERS = ("soxr", "resampy")
 MIN_SAMPLE_RATE = 1_000      # Hz; outside this range a header is corrupt, not audio
@@ -120,19 +128,18 @@ def iter_audio(path: Path, resampler: str = "soxr", block_seconds: float = BLOCK
     decoded whole. Raises VggishError for unreadable files and NaN/Inf samples.
     """
     path = Path(path)
-    info = read_info(path)
     if resampler not in RESAMPLERS:
         raise VggishError(f"--resampler {resampler!r}: expected one of {', '.join(RESAMPLERS)}")
+    if path.suffix.lower() in FFMPEG_SUFFIXES:
+        yield from _iter_ffmpeg(path, resampler, block_seconds)
+        return
+    info = read_info(path)
     try:
         with sf.SoundFile(os.fsencode(path)) as f:
             if resampler == "resampy":
                 yield resample(_mono(f.read(dtype="float32", always_2d=True), path), info.samplerate, resampler)
                 return
-            stream = None
-            if info.samplerate != params.SAMPLE_RATE:
-                import soxr
-
-                stream = soxr.ResampleStream(info.samplerate, params.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+            stream = _resample_stream(info.samplerate)
             frames = max(1, int(block_seconds * info.samplerate))
             while True:
                 block = _read_block(f, info.subtype, frames)
@@ -143,6 +150,63 @@ def iter_audio(path: Path, resampler: str = "soxr", block_seconds: float = BLOCK
                     return
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise VggishError(f"{path}: cannot decode ({_cause(exc)})") from None
+
+
+def _resample_stream(rate: int) -> "soxr.ResampleStream | None":
+    """soxr's streaming resampler from ``rate`` to 16 kHz (None at 16 kHz)."""
+    if rate == params.SAMPLE_RATE:
+        return None
+    import soxr
+
+    return soxr.ResampleStream(rate, params.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+
+
+def _iter_ffmpeg(path: Path, resampler: str, block_seconds: float) -> Iterator[np.ndarray]:
+    """:func:`iter_audio` through FFmpeg (PyAV): the first audio track, decoded frame by frame to float32 at its
+    own rate and channels, gathered into blocks of ``block_seconds``, averaged and resampled as libsndfile's are."""
+    try:
+        import av
+    except ImportError:
+        raise VggishError(f"{path}: {path.suffix} files are decoded by FFmpeg through PyAV: pip install av") from None
+    if path.stat().st_size == 0:
+        raise VggishError(f"{path}: empty file")
+    try:
+        with open(path, "rb") as file, av.open(file) as container:  # a file object: any name, UTF-8 or not
+            if not container.streams.audio:
+                raise VggishError(f"{path}: has no audio track")
+            track = container.streams.audio[0]
+            rate = track.codec_context.sample_rate
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                raise VggishError(f"{path}: absurd sample rate {rate} Hz "
+                                  f"(accepted: {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)")
+            to_float = av.AudioResampler(format="flt")  # packed float32, same rate and channels
+            blocks = (_packed(converted) for frame in container.decode(track) for converted in to_float.resample(frame))
+            if resampler == "resampy":
+                whole = list(blocks)
+                if not whole:
+                    raise VggishError(f"{path}: holds no audio samples")
+                yield resample(_mono(np.concatenate(whole), path), rate, resampler)
+                return
+            stream, pending, held, started = _resample_stream(rate), [], 0, False
+            frames = max(1, int(block_seconds * rate))
+            for block in blocks:
+                pending.append(block)
+                held += len(block)
+                if held >= frames:
+                    mono = _mono(np.concatenate(pending), path)
+                    pending, held, started = [], 0, True
+                    yield stream.resample_chunk(mono, last=False) if stream is not None else mono
+            if not started and not held:
+                raise VggishError(f"{path}: holds no audio samples")
+            mono = _mono(np.concatenate(pending), path) if pending else np.zeros(0, np.float32)
+            yield stream.resample_chunk(mono, last=True) if stream is not None else mono
+    except av.error.FFmpegError as exc:
+        raise VggishError(f"{path}: not readable audio (FFmpeg: {_cause(exc)})") from None
+
+
+def _packed(frame: "av.AudioFrame") -> np.ndarray:
+    """A packed float32 frame -> float32 [samples, channels]."""
+    return frame.to_ndarray().reshape(-1, frame.layout.nb_channels)
 
 
 # Integer PCM read natively and scaled in NumPy: bit-identical to libsndfile's

@@ -18,8 +18,13 @@ import numpy as np
 from vggish_rt.engine import params
 from vggish_rt.engine.errors import VggishError
 
+# Containers and codecs libsndfile does not read, decoded through FFmpeg's libraries (PyAV): AAC, ALAC,
+# MP4/QuickTime, Matroska/WebM (Opus, Vorbis), Windows Media, AC-3, AMR, and the audio track of video files.
+FFMPEG_SUFFIXES = frozenset({".m4a", ".m4b", ".mp4", ".aac", ".mov", ".3gp", ".webm", ".mkv", ".mka", ".wma",
+                             ".wmv", ".avi", ".ac3", ".amr"})
 AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-                            ".au", ".snd", ".caf", ".w64", ".rf64", ".voc", ".sf", ".htk", ".mat", ".pvf", ".xi", ".sd2"})
+                            ".au", ".snd", ".caf", ".w64", ".rf64", ".voc", ".sf", ".htk", ".mat", ".pvf", ".xi", ".sd2",
+                            *FFMPEG_SUFFIXES})
 SPECTROGRAM_SUFFIXES = frozenset({".npy", ".dat"})
 EXAMPLE_SHAPE = (params.NUM_FRAMES, params.NUM_BANDS)
 _DAT_EXAMPLE_BYTES = params.NUM_FRAMES * params.NUM_BANDS * 8
