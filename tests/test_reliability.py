@@ -432,3 +432,16 @@ def test_an_input_removed_during_the_job_is_named_not_the_output(small_model, tm
     else:
         assert job.returncode == 1 and "wrote 200 embeddings" in stdout, stdout + stderr
         assert "b.dat: cannot be read" in failures_path(out).read_text()
+
+
+def test_float32_values_in_a_dat_are_refused_not_read_as_garbage(small_model, tmp_path):
+    """A .dat holds float64; float32 log-mel saved as .dat (an even number of examples, so the size passes)
+    was read as float64 without a word, giving garbage rows. Refused, naming the cause; float64 is read."""
+    values = np.random.default_rng(5).normal(-2.0, 1.5, (6, 96, 64))
+    values.astype(np.float32).tofile(tmp_path / "f32.dat")
+    result = run_cli("embed", tmp_path / "f32.dat", "--model", small_model, "--device", "cpu", "-o", tmp_path / "a.npy")
+    assert_one_line_error(result, "f32.dat: holds float32 values, not the float64 a .dat holds")
+    assert not (tmp_path / "a.npy").exists()
+    values.tofile(tmp_path / "f64.dat")
+    assert run_cli("embed", tmp_path / "f64.dat", "--model", small_model, "--device", "cpu",
+                   "-o", tmp_path / "b.npy").returncode == 0
