@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,7 +20,7 @@ try:  # typer >= 0.20 vendors click; older releases use the click package
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
 
-from vggish_rt.engine.errors import Interrupted, Terminated, VggishError
+from vggish_rt.engine.errors import DemoModelWarning, Interrupted, Terminated, VggishError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fast, faithful VGGish audio embeddings: export the TF checkpoint to ONNX, "
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning every error into one ``error:`` line."""
     command = typer.main.get_command(app)
     signal.signal(signal.SIGTERM, _terminate)
+    warnings.simplefilter("ignore", DemoModelWarning)  # the commands print their own note on the demo model
     try:
         code = command.main(args=argv, prog_name="vggish-rt", standalone_mode=False)
     except Interrupted as exc:  # a job's own word on what it kept

@@ -111,10 +111,10 @@ def check_samples(samples: np.ndarray, label: str) -> None:
                           f"{MAX_ABS_SAMPLE:g} the log-mel overflows)")
 
 
-def _mono(block: np.ndarray, path: Path, integer: bool = False) -> np.ndarray:
+def to_mono(block: np.ndarray, path: Path | str, integer: bool = False) -> np.ndarray:
     """[frames, channels] float32 -> [frames], channels averaged; refuses NaN, Inf and
     samples above MAX_ABS_SAMPLE (which only float encodings can hold: ``integer``
-    skips the scan)."""
+    skips the scan). ``path`` names the samples in errors."""
     if not integer:
         check_samples(block, str(path))
     return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
@@ -137,14 +137,14 @@ def iter_audio(path: Path, resampler: str = "soxr", block_seconds: float = BLOCK
     try:
         with sf.SoundFile(os.fsencode(path)) as f:
             if resampler == "resampy":
-                yield resample(_mono(f.read(dtype="float32", always_2d=True), path), info.samplerate, resampler)
+                yield resample(to_mono(f.read(dtype="float32", always_2d=True), path), info.samplerate, resampler)
                 return
             stream = _resample_stream(info.samplerate)
             frames = max(1, int(block_seconds * info.samplerate))
             while True:
                 block = _read_block(f, info.subtype, frames)
                 last = len(block) < frames
-                mono = _mono(block, path, integer=info.subtype in _NATIVE_INTEGER)
+                mono = to_mono(block, path, integer=info.subtype in _NATIVE_INTEGER)
                 yield stream.resample_chunk(mono, last=last) if stream is not None else mono
                 if last:
                     return
@@ -185,7 +185,7 @@ def _iter_ffmpeg(path: Path, resampler: str, block_seconds: float) -> Iterator[n
                 whole = list(blocks)
                 if not whole:
                     raise VggishError(f"{path}: holds no audio samples")
-                yield resample(_mono(np.concatenate(whole), path), rate, resampler)
+                yield resample(to_mono(np.concatenate(whole), path), rate, resampler)
                 return
             stream, pending, held, started = _resample_stream(rate), [], 0, False
             frames = max(1, int(block_seconds * rate))
@@ -193,12 +193,12 @@ def _iter_ffmpeg(path: Path, resampler: str, block_seconds: float) -> Iterator[n
                 pending.append(block)
                 held += len(block)
                 if held >= frames:
-                    mono = _mono(np.concatenate(pending), path)
+                    mono = to_mono(np.concatenate(pending), path)
                     pending, held, started = [], 0, True
                     yield stream.resample_chunk(mono, last=False) if stream is not None else mono
             if not started and not held:
                 raise VggishError(f"{path}: holds no audio samples")
-            mono = _mono(np.concatenate(pending), path) if pending else np.zeros(0, np.float32)
+            mono = to_mono(np.concatenate(pending), path) if pending else np.zeros(0, np.float32)
             yield stream.resample_chunk(mono, last=True) if stream is not None else mono
     except av.error.FFmpegError as exc:
         raise VggishError(f"{path}: not readable audio (FFmpeg: {_cause(exc)})") from None
@@ -212,15 +212,25 @@ def _packed(frame: "av.AudioFrame") -> np.ndarray:
 # Integer PCM read natively and scaled in NumPy: bit-identical to libsndfile's
 # float conversion (x / 2^15 for 16-bit; 24-bit arrives as int32, / 2^31) and
 # measured 4x faster for 16-bit WAV (docs/benchmarks.md).
-_NATIVE_INTEGER = {"PCM_16": (np.int16, np.float32(1 / 32768)), "PCM_24": (np.int32, np.float32(1 / 2**31)),
-                   "PCM_32": (np.int32, np.float32(1 / 2**31))}
+_NATIVE_INTEGER = {"PCM_16": np.int16, "PCM_24": np.int32, "PCM_32": np.int32}
+
+
+def pcm_to_float(samples: np.ndarray) -> np.ndarray:
+    """Integer PCM (int16, or int32 as libsndfile gives 24- and 32-bit) -> float32 in [-1, 1), scaled as the
+    decoders scale it (x / 2^15, x / 2^31); float samples are returned as float32."""
+    samples = np.asarray(samples)
+    scale = {np.dtype(np.int16): np.float32(1 / 32768), np.dtype(np.int32): np.float32(1 / 2**31)}.get(samples.dtype)
+    if scale is not None:
+        return np.multiply(samples, scale, dtype=np.float32)
+    if samples.dtype.kind != "f":
+        raise VggishError(f"samples of dtype {samples.dtype}: expected float, int16 or int32 PCM")
+    return samples.astype(np.float32, copy=False)
 
 
 def _read_block(f: sf.SoundFile, subtype: str, frames: int) -> np.ndarray:
     """Up to ``frames`` frames -> float32 [n, channels] in [-1, 1)."""
     if subtype in _NATIVE_INTEGER:
-        dtype, scale = _NATIVE_INTEGER[subtype]
-        return np.multiply(f.read(frames, dtype=dtype, always_2d=True), scale, dtype=np.float32)  # one pass
+        return pcm_to_float(f.read(frames, dtype=_NATIVE_INTEGER[subtype], always_2d=True))  # one pass
     return f.read(frames, dtype="float32", always_2d=True)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.engine.audio import check_samples, resample
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.audio import check_samples, pcm_to_float, resample, to_mono
+from vggish_rt.engine.errors import DemoModelWarning, VggishError
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.graph import pool_before_bias_relu
 from vggish_rt.engine.modeldir import ModelDirectory
@@ -85,6 +86,8 @@ class Embedder:
         if batch_size is not None and batch_size < 1:
             raise VggishError(f"--batch-size must be at least 1, got {batch_size}")
         self.model = ModelDirectory(model_dir)
+        if not self.model.pretrained:
+            warnings.warn(self.model.describe(), DemoModelWarning, stacklevel=2)
         self.placement = resolve_placement(device, device_ids)
         if precision == "int8" and self.placement.kind != "cpu":
             raise VggishError("--precision int8 is for the CPU provider (--device cpu); on GPUs use fp16")
@@ -250,19 +253,25 @@ class Embedder:
 
     def embed_waveform(self, waveform: np.ndarray, sample_rate: int,
                        options: WindowOptions = WindowOptions()) -> tuple[np.ndarray, np.ndarray]:
-        """Mono samples [S] in [-1, 1] at ``sample_rate`` Hz -> (float32 [N,128], start_s float64 [N])."""
-        waveform = np.asarray(waveform, np.float32)
-        if waveform.ndim != 1:
-            raise VggishError(f"waveform must be mono, shape [S], got {list(waveform.shape)}")
-        check_samples(waveform, "waveform")
+        """Samples at ``sample_rate`` Hz -> (float32 [N,128], start_s float64 [N]), read as the CLI reads a file:
+        mono [S] or [S, channels] (channels averaged); float in [-1, 1], or int16/int32 PCM (scaled x / 2^15,
+        x / 2^31, as the reference's int16 / 32768)."""
+        waveform = pcm_to_float(waveform)
+        if waveform.ndim == 2:
+            waveform = to_mono(waveform, "waveform")
+        elif waveform.ndim == 1:
+            check_samples(waveform, "waveform")
+        else:
+            raise VggishError(f"waveform must be [S] or [S, channels], got {list(waveform.shape)}")
         windows = cut_windows(resample(waveform, int(sample_rate), options.resampler), options.hop,
                               options.pad_short, options.pad_tail)
         start_s, _ = window_times(len(windows), options.hop)
         return self.embed_windows(windows), start_s
 
-    def embed_files(self, paths: Iterable[Path | str], options: WindowOptions = WindowOptions()) -> Iterator[FileEmbeddings]:
-        """Decode, window and embed each audio file in turn; yields one FileEmbeddings per file, in order."""
-        for path in paths:
+    def embed_files(self, paths: Iterable[Path | str] | Path | str, options: WindowOptions = WindowOptions()) -> Iterator[FileEmbeddings]:
+        """Decode, window and embed each audio file in turn; yields one FileEmbeddings per file, in order.
+        ``paths``: paths, or one path (a ``str`` or ``Path`` is one file, not a sequence of names)."""
+        for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
             blocks = list(audio_blocks(Path(path), options))
             if not blocks:
                 empty = np.empty(0)

@@ -28,3 +28,8 @@ class Interrupted(VggishError):
         if isinstance(interrupt, Terminated):
             return cls(f"terminated (SIGTERM); {what_was_kept}", 143)
         return cls(f"interrupted; {what_was_kept}", 130)
+
+
+class DemoModelWarning(UserWarning):
+    """An Embedder was made on the seeded demo model: its embeddings carry no meaning. The CLI says so in its
+    own note and ignores this warning."""

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from vggish_rt.engine.decoding import DecodePool, default_workers, exit_with, started_beside, to_examples
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import DemoModelWarning, VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
 from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, skip_rows, spectrogram_blocks
 from vggish_rt.engine.store import Rows
@@ -87,6 +87,9 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
 
     for stop in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and SIGTERM (to a process group too) are the
         signal.signal(stop, signal.SIG_IGN)      # main process's to handle; this one follows it
+    import warnings
+
+    warnings.simplefilter("ignore", DemoModelWarning)  # the job's own Embedder has warned, once
     from vggish_rt.engine.embedder import Embedder
     from vggish_rt.engine.pipeline import batches, run_batches
 

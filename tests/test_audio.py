@@ -132,3 +132,27 @@ def test_features_cli_writes_examples_and_index(tmp_path):
     assert index[0] == "source,example,start_s,end_s" and len(index) == len(sources) + 1
     hop = run_cli("features", EXAMPLES / "Front_Center.wav", "--out", tmp_path / "g.npy", "--hop", "0.333")
     assert hop.returncode == 0 and "rounded to 0.33 s" in hop.stderr
+
+
+def test_python_api_reads_waveforms_and_paths_as_the_cli_reads_files(small_model, tmp_path):
+    """embed_waveform: int16 PCM scaled as the decoders scale it, [S, channels] averaged (both as a file of the same
+    samples gives); embed_files: one path as a str is one file; the demo model is announced with a warning."""
+    import warnings
+
+    from vggish_rt.engine import Embedder
+    from vggish_rt.engine.errors import DemoModelWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        embedder = Embedder(small_model, device="cpu")
+    assert any(issubclass(w.category, DemoModelWarning) and "NOT pretrained" in str(w.message) for w in caught)
+    rng = np.random.default_rng(3)
+    stereo = (rng.uniform(-0.5, 0.5, (48_000, 2)) * 32768).astype(np.int16)
+    sf.write(tmp_path / "s.wav", stereo, 48_000, subtype="PCM_16")
+    from_file = next(embedder.embed_files(str(tmp_path / "s.wav")))
+    assert from_file.source == tmp_path / "s.wav"
+    from_array, start_s = embedder.embed_waveform(stereo, 48_000)
+    np.testing.assert_array_equal(from_array, from_file.embeddings)
+    np.testing.assert_array_equal(start_s, from_file.start_s)
+    with pytest.raises(VggishError, match="expected float, int16 or int32"):
+        embedder.embed_waveform(stereo.astype(np.int64), 48_000)

@@ -443,5 +443,6 @@ def test_float32_values_in_a_dat_are_refused_not_read_as_garbage(small_model, tm
     assert_one_line_error(result, "f32.dat: holds float32 values, not the float64 a .dat holds")
     assert not (tmp_path / "a.npy").exists()
     values.tofile(tmp_path / "f64.dat")
-    assert run_cli("embed", tmp_path / "f64.dat", "--model", small_model, "--device", "cpu",
-                   "-o", tmp_path / "b.npy").returncode == 0
+    from vggish_rt.engine.inputs import open_spectrograms
+
+    np.testing.assert_array_equal(open_spectrograms(tmp_path / "f64.dat").read(0, 6), values)
