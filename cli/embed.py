@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
 import typer
@@ -11,6 +11,9 @@ import typer
 from vggish_rt.cli import options
 from vggish_rt.cli.app import ModelOption, app
 from vggish_rt.cli.progress import progress_bar
+
+if TYPE_CHECKING:
+    from vggish_rt.engine.job import JobReport
 
 InputsArgument = Annotated[list[str], typer.Argument(
     help="Audio files, directories (recursive), @list.txt files, glob patterns (quoted too; ** at any depth), or spectrograms (.npy [N,96,64], raw float64 .dat).",
@@ -92,7 +95,8 @@ def embed(
     options = JobOptions(WindowOptions(_hop(hop), pad_short, pad_tail, resampler), postprocessor, pool, on_error,
                          metadata, workers, processes, commit_seconds=commit_every)
     with progress_bar("embedding", _known_rows(sources) if pool == "none" else None) as advance:
-        result = run_job(sources, out, embedder, options, advance, resume=resume)
+        result = run_job(sources, out, embedder, options, advance, resume=resume,
+                         say=lambda message: print(message, file=sys.stderr, flush=True))
     for path in result.short_inputs:
         print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
     for _, reason in result.failures:
@@ -102,9 +106,16 @@ def embed(
 
         print(f"{len(result.failures)} input(s) failed; listed in {failures_path(out)}", file=sys.stderr)
     print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out} "
-          f"({embedder.placement}, {precision})")
+          f"({embedder.placement}, {precision}){_accounted(result)}")
     if result.failures:
         raise typer.Exit(1)
+
+
+def _accounted(result: JobReport) -> str:
+    """The summary line's account of inputs that gave no row: every input is embedded, failed or too short."""
+    parts = [f"{len(result.failures)} failed"] if result.failures else []
+    parts += [f"{len(result.short_inputs)} too short"] if result.short_inputs else []
+    return f"; {', '.join(parts)}" if parts else ""
 
 
 def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precision: str, batch_size: Optional[int],
@@ -136,7 +147,7 @@ def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precisi
     for _, reason in result.failures:
         print(f"failed: {reason}", file=sys.stderr)
     print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out}/ "
-          f"(Ray, {precision})")
+          f"(Ray, {precision}){_accounted(result)}")
     if result.failures:
         print(f"{len(result.failures)} input(s) failed; listed in {out / 'failures.csv'}", file=sys.stderr)
         raise typer.Exit(1)

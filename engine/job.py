@@ -250,10 +250,12 @@ class _Producer:
 
 
 def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOptions,
-            progress: Progress = lambda _: None, resume: bool = False) -> JobReport:
+            progress: Progress = lambda _: None, resume: bool = False,
+            say: Callable[[str], None] = lambda _: None) -> JobReport:
     """Embed every source into ``out``; returns the report. The output appears only when complete.
 
-    On an error (or a kill) the partial store stays beside ``out`` for ``resume``.
+    On an error (or a kill) the partial store stays beside ``out`` for ``resume``; a resumed job tells ``say``
+    where it goes on.
     """
     if options.pool not in POOLS:
         raise VggishError(f"--pool {options.pool!r}: expected one of {', '.join(POOLS)}")
@@ -292,6 +294,8 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
             workers, pool = [], None
         store = PartialStore(out, fingerprint.result(), (params.EMBEDDING_SIZE,), np.float32)
         position = store.resume() if resume else {}
+        if resume:
+            say(_resuming(position, store.rows, sources))
         if not resume:
             store.create()
         producer = _Producer(sources, embedder, options, position, metadata, offsets, pool)
@@ -341,6 +345,15 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     _write_failures(out, report)
     report.rows = written  # what the output holds, pooled or not
     return report
+
+
+def _resuming(position: dict[str, Any], rows: int, sources: list[Path]) -> str:
+    """Where a resumed job goes on: the rows kept, the input and example it starts at."""
+    number = position.get("source", 0)
+    if number >= len(sources):
+        return f"resuming: {rows} rows kept; every input was embedded, writing the output"
+    return (f"resuming: {rows} rows kept; going on at input {number + 1} of {len(sources)} "
+            f"({printable(str(sources[number]))}), example {position.get('example', 0)}")
 
 
 def _decode_pool(sources: list[Path], embedder: Embedder, options: JobOptions) -> DecodePool | None:

@@ -115,6 +115,7 @@ def test_resume_after_kill_9_gives_identical_bytes(small_model, tmp_path, suffix
     kill_at_rows(args, out, (40, 120))  # kill -9 twice, at different points, resuming in between
     resumed = run_cli(*args, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    assert "resuming: " in resumed.stderr and " rows kept; going on at input 1 of 1 (" in resumed.stderr
     assert out.read_bytes() == (tmp_path / f"ref{suffix}").read_bytes()
     if suffix == ".npy":
         assert Path(f"{out}.index.csv").read_bytes() == Path(f"{tmp_path / 'ref.npy'}.index.csv").read_bytes()
