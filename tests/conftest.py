@@ -1,9 +1,9 @@
-"""Shared fixtures. Exported models are made once per test session: ``demo_model``
-is the full demo export (`vggish-rt export --demo`, about 35 s on 2 cores), the
-one full export the suite keeps; ``small_model`` and ``v1_export`` are exports of
-the same code on a network of the same layers with small widths (SMALL_WIDTHS:
-about 7 s each, 8,800 examples/s on 2 cores instead of 90), for every test that
-is about the export's or the engine's behaviour rather than the full network."""
+"""Shared fixtures. Exported models are made once per test session, each in a background process started at
+collection (the tests that do not need it run meanwhile, on the cores it leaves free: the suite kept about one of
+two cores busy): ``demo_model`` is the full demo export (`vggish-rt export --demo`, about 35 s on 2 cores), the one
+full export the suite keeps; ``small_model`` and ``v1_export`` are exports of the same code on a network of the
+same layers with small widths (SMALL_WIDTHS: about 7 s each, 8,800 examples/s on 2 cores instead of 90), for every
+test that is about the export's or the engine's behaviour rather than the full network."""
 from __future__ import annotations
 
 import json
@@ -76,31 +76,60 @@ def random_variables(seed: int, widths: Widths = VGGISH) -> dict[str, np.ndarray
     return out
 
 
-_DEMO_EXPORT: dict[str, Any] = {}  # the background `export --demo`: its process, directory, stderr file
+# Exports made in background processes, started at collection for the selected tests that need them (the
+# tests that do not run meanwhile, on the cores the exports leave free): name -> process, directory, stderr.
+_BACKGROUND: dict[str, dict[str, Any]] = {}
+_SMALL = json.dumps({"conv": list(SMALL_WIDTHS.conv), "fc": SMALL_WIDTHS.fc})
+# Each is `python -c CODE OUT_DIR`; CODE writes the model under OUT_DIR.
+_EXPORTS = {
+    "demo_model": None,  # the CLI itself: `vggish-rt export --demo`
+    "small_model": "\n".join([
+        "import json, sys; from pathlib import Path",
+        "from vggish_rt.export.checkpoint import Widths; from vggish_rt.export.exporter import export_demo",
+        f"w = json.loads({_SMALL!r}); export_demo(Path(sys.argv[1]) / 'vggish', widths=Widths(tuple(w['conv']), w['fc']))"]),
+    "v1_export": "\n".join([
+        "import json, sys; from pathlib import Path",
+        "sys.path.insert(0, " + repr(str(Path(__file__).parent)) + "); import conftest",
+        "conftest.export_v1(Path(sys.argv[1]))"]),
+}
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the full demo export in the background as soon as a selected test needs it: the tests that do
-    not need it run meanwhile, on the cores the export leaves free."""
-    if not os.environ.get("VGGISH_RT_TEST_DEMO_MODEL") and any(
-            "demo_model" in getattr(item, "fixturenames", ()) for item in session.items):
-        _start_demo_export()
+    """Start each export a selected test needs (not the demo with $VGGISH_RT_TEST_DEMO_MODEL set)."""
+    needed = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in _EXPORTS}
+    if os.environ.get("VGGISH_RT_TEST_DEMO_MODEL"):
+        needed.discard("demo_model")
+    for name in sorted(needed):
+        _start_export(name)
 
 
-def _start_demo_export() -> None:
-    work = Path(tempfile.mkdtemp(prefix="vggish-rt-test-demo-"))
+def _start_export(name: str) -> None:
+    work = Path(tempfile.mkdtemp(prefix=f"vggish-rt-test-{name}-"))
     stderr = open(work / "stderr.txt", "w+")
-    _DEMO_EXPORT.update(work=work, out=work / "vggish", stderr=stderr, process=subprocess.Popen(
-        [sys.executable, "-m", "vggish_rt.cli", "export", "--demo", "--out", str(work / "vggish")],
-        stdout=subprocess.DEVNULL, stderr=stderr))
+    code = _EXPORTS[name]
+    command = ([sys.executable, "-m", "vggish_rt.cli", "export", "--demo", "--out", str(work / "vggish")] if code is None
+               else [sys.executable, "-c", code, str(work)])
+    _BACKGROUND[name] = {"work": work, "stderr": stderr,
+                         "process": subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)}
+
+
+def _finished_export(name: str) -> Path:
+    """Wait for background export ``name`` (starting it if collection did not) and return its directory."""
+    if name not in _BACKGROUND:  # asked for through request.getfixturevalue (the GPU tests)
+        _start_export(name)
+    job = _BACKGROUND[name]
+    job["process"].wait(timeout=1800)
+    job["stderr"].seek(0)
+    assert job["process"].returncode == 0, job["stderr"].read()
+    return job["work"]
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if _DEMO_EXPORT:
-        _DEMO_EXPORT["process"].kill()
-        _DEMO_EXPORT["process"].wait()
-        _DEMO_EXPORT["stderr"].close()
-        shutil.rmtree(_DEMO_EXPORT["work"], ignore_errors=True)
+    for job in _BACKGROUND.values():
+        job["process"].kill()
+        job["process"].wait()
+        job["stderr"].close()
+        shutil.rmtree(job["work"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -109,43 +138,44 @@ def demo_model() -> Path:
     or $VGGISH_RT_TEST_DEMO_MODEL, to iterate locally)."""
     if os.environ.get("VGGISH_RT_TEST_DEMO_MODEL"):
         return Path(os.environ["VGGISH_RT_TEST_DEMO_MODEL"])
-    if not _DEMO_EXPORT:  # asked for through request.getfixturevalue (the GPU tests)
-        _start_demo_export()
-    process = _DEMO_EXPORT["process"]
-    process.wait(timeout=1800)
-    _DEMO_EXPORT["stderr"].seek(0)
-    assert process.returncode == 0, _DEMO_EXPORT["stderr"].read()
-    return _DEMO_EXPORT["out"]
+    return _finished_export("demo_model") / "vggish"
 
 
 @pytest.fixture(scope="session")
-def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo export of the small network (SMALL_WIDTHS): every file and the PCA params, made by the same code."""
-    from vggish_rt.export.exporter import export_demo
-
-    out = tmp_path_factory.mktemp("small") / "vggish"
-    export_demo(out, widths=SMALL_WIDTHS)
-    return out
+def small_model() -> Path:
+    """The demo export of the small network (SMALL_WIDTHS): every file and the PCA params, made by the same code
+    (through the Python API, in the background from collection)."""
+    return _finished_export("small_model") / "vggish"
 
 
-@pytest.fixture(scope="session")
-def v1_export(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A V1 checkpoint of the small network and a PCA file written by the test, exported (TensorFlow in a child process)."""
+def export_v1(tmp: Path) -> None:
+    """A V1 checkpoint of the small network and a PCA file, exported under ``tmp`` (``model``), with the lines the
+    export reported (``reported.json``). Run by the v1_export fixture in a background process."""
     from vggish_rt.export.checkpoint import write_checkpoint
     from vggish_rt.export.exporter import export_model
 
-    tmp = tmp_path_factory.mktemp("v1")
-    variables = random_variables(RNG_SEED, SMALL_WIDTHS)
-    write_checkpoint(tmp / "vggish_model.ckpt", variables, version=1)
-    rng = np.random.default_rng(7)
-    pca = (rng.standard_normal((128, 128)), rng.standard_normal((128, 1)))
-    (tmp / "pca.npz").write_bytes(pca_params_bytes(*pca))
+    write_checkpoint(tmp / "vggish_model.ckpt", random_variables(RNG_SEED, SMALL_WIDTHS), version=1)
+    (tmp / "pca.npz").write_bytes(pca_params_bytes(*_v1_pca()))
     reported: list[str] = []
     manifest = export_model(tmp / "vggish_model.ckpt", tmp / "model", pca_params=tmp / "pca.npz", report=reported.append,
                             widths=SMALL_WIDTHS)
-    assert manifest == json.loads((tmp / "model" / "manifest.json").read_text())
-    return {"dir": tmp / "model", "checkpoint": tmp / "vggish_model.ckpt", "manifest": manifest, "pca": pca,
-            "reported": reported}
+    (tmp / "reported.json").write_text(json.dumps({"reported": reported, "manifest": manifest}))
+
+
+def _v1_pca() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return rng.standard_normal((128, 128)), rng.standard_normal((128, 1))
+
+
+@pytest.fixture(scope="session")
+def v1_export() -> dict:
+    """A V1 checkpoint of the small network and a PCA file written by the test, exported (TensorFlow in a child
+    process; the whole in the background from collection)."""
+    tmp = _finished_export("v1_export")
+    written = json.loads((tmp / "reported.json").read_text())
+    assert written["manifest"] == json.loads((tmp / "model" / "manifest.json").read_text())
+    return {"dir": tmp / "model", "checkpoint": tmp / "vggish_model.ckpt", "manifest": written["manifest"],
+            "pca": _v1_pca(), "reported": written["reported"]}
 
 
 def tf_embeddings(checkpoint: Path, features: np.ndarray, relu_output: bool = False,
