@@ -40,7 +40,15 @@ def mixed_inputs(tmp_path):
     return [audio[0], tmp_path / "broken.wav", tmp_path / "spec.dat", audio[1], tmp_path / "short.wav", latin1, audio[2]]
 
 
-def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs, tmp_path):
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """One local cluster (3 CPUs) for this module's tests, started here; its address for the CLI's --ray-address."""
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs, tmp_path, cluster):
     """The same @list on Ray as in one process: the same rows, index, failures and notes; a name that is
     not UTF-8 is embedded (\\xNN in the index). On Ray's command line such a name is one clear error
     (Ray sends the command line as UTF-8), pointing to @list."""
@@ -49,7 +57,7 @@ def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs
     single = run_cli("embed", inputs, "--model", small_model, "--device", "cpu", "--on-error", "skip",
                      "--out", tmp_path / "single.npy")
     assert single.returncode == 1, single.stderr
-    on_ray = run_cli("embed", inputs, "--model", small_model, "--ray", "--ray-actors", "2",
+    on_ray = run_cli("embed", inputs, "--model", small_model, "--ray-address", cluster, "--ray-actors", "2",
                      "--out", tmp_path / "ray_out", env={"RAY_ADDRESS": ""})
     assert on_ray.returncode == 1, on_ray.stderr  # one input failed: reported, the rest done
     assert "broken.wav" in on_ray.stderr and "Traceback" not in on_ray.stderr
@@ -84,7 +92,7 @@ class CrashOnce:
         return out
 
 
-def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
+def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path, cluster):
     """Also: a non-finite row fails its input from there on (its rows 0-24 kept), as in one process."""
     from vggish_rt.engine.ray_stage import EmbedStage, RayOptions, run_ray_job
     from vggish_rt.engine.sources import WindowOptions
@@ -95,12 +103,8 @@ def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
     stage = type("CrashingStage", (CrashOnce, EmbedStage), {"marker": str(tmp_path / "crashed"),
                                                             "overflowing": str(inputs[1])})
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        report = run_ray_job(inputs, tmp_path / "out", {"model_dir": str(model), "batch_size": 8}, WindowOptions(),
-                             RayOptions(actors=2), stage=stage)
-    finally:
-        ray.shutdown()
+    report = run_ray_job(inputs, tmp_path / "out", {"model_dir": str(model), "batch_size": 8}, WindowOptions(),
+                         RayOptions(actors=2), stage=stage)
     assert (tmp_path / "crashed").exists(), "the actor never crashed: the test tested nothing"
     rows, values = shards(tmp_path / "out")
     kept = [(str(p), i) for p in inputs for i in range(30)]
