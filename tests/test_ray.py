@@ -40,15 +40,7 @@ def mixed_inputs(tmp_path):
     return [audio[0], tmp_path / "broken.wav", tmp_path / "spec.dat", audio[1], tmp_path / "short.wav", latin1, audio[2]]
 
 
-@pytest.fixture(scope="module")
-def cluster() -> str:
-    """One local cluster (3 CPUs) for this module's tests, started here; its address for the CLI's --ray-address."""
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-
-
-def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs, tmp_path, cluster):
+def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs, tmp_path):
     """The same @list on Ray as in one process: the same rows, index, failures and notes; a name that is
     not UTF-8 is embedded (\\xNN in the index). On Ray's command line such a name is one clear error
     (Ray sends the command line as UTF-8), pointing to @list."""
@@ -57,7 +49,7 @@ def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs
     single = run_cli("embed", inputs, "--model", small_model, "--device", "cpu", "--on-error", "skip",
                      "--out", tmp_path / "single.npy")
     assert single.returncode == 1, single.stderr
-    on_ray = run_cli("embed", inputs, "--model", small_model, "--ray-address", cluster, "--ray-actors", "2",
+    on_ray = run_cli("embed", inputs, "--model", small_model, "--ray", "--ray-actors", "2",
                      "--out", tmp_path / "ray_out", env={"RAY_ADDRESS": ""})
     assert on_ray.returncode == 1, on_ray.stderr  # one input failed: reported, the rest done
     assert "broken.wav" in on_ray.stderr and "Traceback" not in on_ray.stderr
@@ -92,7 +84,7 @@ class CrashOnce:
         return out
 
 
-def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path, cluster):
+def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
     """Also: a non-finite row fails its input from there on (its rows 0-24 kept), as in one process."""
     from vggish_rt.engine.ray_stage import EmbedStage, RayOptions, run_ray_job
     from vggish_rt.engine.sources import WindowOptions
@@ -103,8 +95,12 @@ def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path, clust
     stage = type("CrashingStage", (CrashOnce, EmbedStage), {"marker": str(tmp_path / "crashed"),
                                                             "overflowing": str(inputs[1])})
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    report = run_ray_job(inputs, tmp_path / "out", {"model_dir": str(model), "batch_size": 8}, WindowOptions(),
-                         RayOptions(actors=2), stage=stage)
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        report = run_ray_job(inputs, tmp_path / "out", {"model_dir": str(model), "batch_size": 8}, WindowOptions(),
+                             RayOptions(actors=2), stage=stage)
+    finally:
+        ray.shutdown()
     assert (tmp_path / "crashed").exists(), "the actor never crashed: the test tested nothing"
     rows, values = shards(tmp_path / "out")
     kept = [(str(p), i) for p in inputs for i in range(30)]
