@@ -102,15 +102,17 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return paths
 
 
-def _float32_pairs(values: np.ndarray) -> bool:
-    """Whether float64 ``values`` are float32 numbers read two at a time: then the low half of each (the first
-    float32 of a pair) is a float32 of a log-mel's magnitude, where a real float64's low half is random bits
-    (12.8% of them fall in that range, measured on random float64 log-mel-like values)."""
-    low = values.reshape(-1).view(np.float32)[0::2]
-    if len(low) == 0:
-        return False
-    magnitude = np.abs(low)
-    return float(np.mean((magnitude > 1e-6) & (magnitude < 1e4))) > 0.9
+def refuse_float32_dat(path: Path, first_rows: np.ndarray) -> None:
+    """Refuse a ``.dat`` whose first rows (float64, as read) are float32 numbers read two at a time: then the
+    low half of each float64 (the first float32 of a pair) is a float32 of a log-mel's magnitude, where a real
+    float64's low half is random bits (12.8% of them fall in that range, measured on random float64
+    log-mel-like values). Read as float64, such a file makes garbage rows."""
+    if Path(path).suffix.lower() != ".dat" or first_rows.dtype != np.float64 or len(first_rows) == 0:
+        return
+    magnitude = np.abs(first_rows[:4].reshape(-1).view(np.float32)[0::2])
+    if float(np.mean((magnitude > 1e-6) & (magnitude < 1e4))) > 0.9:
+        raise VggishError(f"{path}: holds float32 values, not the float64 a .dat holds (read as float64 they "
+                          "make garbage rows): save it as float64, or as a .npy, which records its dtype")
 
 
 class SpectrogramFile:
@@ -152,11 +154,7 @@ def open_spectrograms(path: Path) -> SpectrogramFile:
         if size == 0 or size % _DAT_EXAMPLE_BYTES:
             raise VggishError(f"{path}: size {size} bytes is not a positive multiple of 96 x 64 x 8 "
                               "(a raw float64 spectrogram .dat)")
-        spectrograms = SpectrogramFile(path, np.dtype("<f8"), size // _DAT_EXAMPLE_BYTES, 0)
-        if _float32_pairs(spectrograms.read(0, 4)):
-            raise VggishError(f"{path}: holds float32 values, not the float64 a .dat holds (read as float64 they "
-                              "make garbage rows): save it as float64, or as a .npy, which records its dtype")
-        return spectrograms
+        return SpectrogramFile(path, np.dtype("<f8"), size // _DAT_EXAMPLE_BYTES, 0)
     try:
         with open(path, "rb") as f:
             shape, fortran_order, dtype = read_npy_header(f)

@@ -26,9 +26,9 @@ import csv
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,10 +293,11 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
             devices.wait_ready()
             workers, pool = [], None
         store = PartialStore(out, fingerprint.result(), (params.EMBEDDING_SIZE,), np.float32)
-        position = store.resume() if resume else {}
         if resume:
+            position = store.resume()
             say(_resuming(position, store.rows, sources))
-        if not resume:
+        else:
+            position = {}
             store.create()
         producer = _Producer(sources, embedder, options, position, metadata, offsets, pool)
         overflowed = OverflowGuard(options.on_error, position.get("overflowed", []))

@@ -15,7 +15,7 @@ import numpy as np
 
 from vggish_rt.engine.audio import iter_audio
 from vggish_rt.engine.errors import VggishError
-from vggish_rt.engine.inputs import open_spectrograms, peak_magnitude
+from vggish_rt.engine.inputs import open_spectrograms, peak_magnitude, refuse_float32_dat
 from vggish_rt.engine.windows import DEFAULT_HOP, Hop, WindowStream, window_times
 
 # Log-mel values lie within about [ln 0.01, 20]; far above, a file is not log-mel,
@@ -82,7 +82,10 @@ def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int
     spectrograms = open_spectrograms(source)
     stop = len(spectrograms) if stop is None else min(stop, len(spectrograms))
     for first in range(start, stop, chunk):
-        examples = spectrograms.read(first, min(first + chunk, stop)).astype(np.float32, copy=False)
+        examples = spectrograms.read(first, min(first + chunk, stop))
+        if first == 0:
+            refuse_float32_dat(source, examples)
+        examples = examples.astype(np.float32, copy=False)
         peak = peak_magnitude(examples)
         if not np.isfinite(peak):
             raise VggishError(f"{source}: rows {first}..{first + len(examples) - 1} hold NaN or Inf")
