@@ -121,15 +121,6 @@ class RayOptions:
     actors: int | None = None
 
 
-def _is_utf8(arg: str) -> bool:
-    """Whether a command-line argument (bytes decoded with surrogateescape) encodes as UTF-8."""
-    try:
-        arg.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any], windows: WindowOptions,
                 ray_options: RayOptions, postprocessor: Postprocessor | None = None,
                 progress: Callable[[int], None] = lambda _: None, stage: type = EmbedStage) -> JobReport:
@@ -147,7 +138,7 @@ def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any]
     staging = out.with_name(out.name + ".partial")
     if not ray.is_initialized():
         local = ray_options.address is None and not os.environ.get("RAY_ADDRESS")
-        if not all(_is_utf8(arg) for arg in sys.argv):  # Ray sends the command line on as UTF-8
+        if any(printable(arg) != arg for arg in sys.argv):  # bytes that are not UTF-8 (Ray sends argv as UTF-8)
             raise VggishError("--ray: Ray cannot start from a command line that holds a file name that is not UTF-8; "
                               "name the inputs in an @list file instead (its names may be any bytes)")
         ray.init(address=ray_options.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
