@@ -10,18 +10,24 @@ import typer
 
 from vggish_rt.cli import options
 from vggish_rt.cli.app import ModelOption, app
-from vggish_rt.cli.progress import progress_bar
+from vggish_rt.engine.progress import progress_bar
 
 if TYPE_CHECKING:
     from vggish_rt.engine.job import JobReport
+    from vggish_rt.engine.sources import ReadOptions
 
 InputsArgument = Annotated[list[str], typer.Argument(
-    help="Audio files, directories (recursive), @list.txt files, glob patterns (quoted too; ** at any depth), or spectrograms (.npy [N,96,64], raw float64 .dat).",
+    help="Audio or video files (what libsndfile or FFmpeg reads), directories (every file, recursively, but hidden ones), @list.txt files, glob patterns (quoted too; ** at any depth), or spectrograms (.npy [N,96,64], raw .dat).",
     show_default=False)]
 HopOption = Annotated[float, typer.Option(callback=options.seconds(), help="Seconds between examples, rounded to whole 10 ms frames (reference: 0.96).")]
 PadShortOption = Annotated[bool, typer.Option(help="Zero-pad clips shorter than 0.975 s to one example (reference: none).")]
 PadTailOption = Annotated[bool, typer.Option(help="Also keep the last partial window, zero-padded.")]
 ResamplerOption = Annotated[str, typer.Option(help="soxr (fast, default) or resampy (the reference's, if installed).")]
+DatDtypeOption = Annotated[str, typer.Option(help="Values of raw .dat inputs: float64 (the seed's) or float32.")]
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _hop(seconds: float):
@@ -31,15 +37,6 @@ def _hop(seconds: float):
     if hop.rounded:
         print(f"note: --hop {seconds} rounded to {hop.seconds:.2f} s (whole 10 ms frames)", file=sys.stderr)
     return hop
-
-
-def _known_rows(sources: list[Path]) -> int | None:
-    """The job's row count when every input is a spectrogram file (for the progress bar's ETA)."""
-    from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
-
-    if not all(is_spectrogram(s) for s in sources):
-        return None
-    return sum(len(open_spectrograms(s)) for s in sources)
 
 
 @app.command()
@@ -54,11 +51,12 @@ def embed(
     pad_short: PadShortOption = False,
     pad_tail: PadTailOption = False,
     resampler: ResamplerOption = "soxr",
+    dat_dtype: DatDtypeOption = "float64",
     postprocess: Annotated[bool, typer.Option(help="Apply the model's PCA, whitening and 8-bit quantization (uint8 output).")] = False,
     relu: Annotated[bool, typer.Option(help="Apply ReLU to the embeddings (the pre-2020 reference; a deviation).")] = False,
     frontend: Annotated[str, typer.Option(help="Audio frontend: onnx (inside the e2e graph, on the GPU if any) or numpy (CPU).")] = "onnx",
     pool: Annotated[str, typer.Option(help="none: one row per 0.96 s example; mean: one row per input file.")] = "none",
-    on_error: Annotated[str, typer.Option(help="fail: stop at the first bad input; skip: finish, list failures, exit 1.")] = "fail",
+    on_error: Annotated[str, typer.Option(help="fail: stop at the first bad input (every input's header is checked before work); skip: embed the others, list failures, exit 1.")] = "fail",
     metadata: Annotated[Optional[Path], typer.Option(help="CSV table, one row per output row; its columns lead the CSV/Parquet output (the seed's wavfile_df.csv).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run of the same job from its last committed chunk.")] = False,
     workers: Annotated[Optional[int], typer.Option(callback=options.count(0, options.MAX_PROCESSES), help="Audio decoding processes (default: one per core but one, at least 1; 0: decode in-process). They write decoded audio into shared memory.")] = None,
@@ -77,12 +75,13 @@ def embed(
     from vggish_rt.engine.embedder import Embedder
     from vggish_rt.engine.inputs import expand_inputs
     from vggish_rt.engine.job import JobOptions, run_job
-    from vggish_rt.engine.sources import WindowOptions
+    from vggish_rt.engine.sources import ReadOptions
 
-    sources = expand_inputs(inputs)
+    sources = expand_inputs(inputs, _say)
+    read = ReadOptions(_hop(hop), pad_short, pad_tail, resampler, dat_dtype)
     if ray or ray_address:
-        _embed_on_ray(sources, out, model, precision, batch_size, relu, frontend, postprocess,
-                      WindowOptions(_hop(hop), pad_short, pad_tail, resampler), ray_address, ray_actors,
+        _embed_on_ray(sources, out, model, precision, batch_size, relu, frontend, postprocess, read, ray_address,
+                      ray_actors,
                       unsupported={"--pool": pool != "none", "--metadata": metadata is not None, "--resume": resume,
                                    "--device": device != "auto", "--provider": provider != "cuda"})
         return
@@ -92,11 +91,9 @@ def embed(
     postprocessor = None
     if postprocess or out.suffix.lower() == ".tfrecord":
         postprocessor = embedder.model.postprocessor()
-    options = JobOptions(WindowOptions(_hop(hop), pad_short, pad_tail, resampler), postprocessor, pool, on_error,
-                         metadata, workers, processes, commit_seconds=commit_every)
-    with progress_bar("embedding", _known_rows(sources) if pool == "none" else None) as advance:
-        result = run_job(sources, out, embedder, options, advance, resume=resume,
-                         say=lambda message: print(message, file=sys.stderr, flush=True))
+    options = JobOptions(read, postprocessor, pool, on_error, metadata, workers, processes, commit_seconds=commit_every)
+    with progress_bar("embedding") as bar:
+        result = run_job(sources, out, embedder, options, bar, resume=resume, say=_say, expect=bar.expect)
     for path in result.short_inputs:
         print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
     for _, reason in result.failures:
@@ -119,12 +116,13 @@ def _accounted(result: JobReport) -> str:
 
 
 def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precision: str, batch_size: Optional[int],
-                  relu: bool, frontend: str, postprocess: bool, windows, address: Optional[str],
+                  relu: bool, frontend: str, postprocess: bool, windows: ReadOptions, address: Optional[str],
                   actors: Optional[int], unsupported: dict[str, bool]) -> None:
     """``embed --ray``: the same job through engine.ray_stage; failed inputs are listed, never fatal
     (as --on-error skip: one bad file must not stop a cluster's job)."""
     from vggish_rt.engine.errors import VggishError
     from vggish_rt.engine.modeldir import ModelDirectory
+    from vggish_rt.engine.probe import probe_inputs
 
     refused = [name for name, given in unsupported.items() if given]
     if refused:
@@ -140,8 +138,9 @@ def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precisi
     postprocessor = directory.postprocessor() if postprocess else None
     options = {"model_dir": str(directory.path), "precision": precision, "batch_size": batch_size, "relu": relu,
                "frontend": frontend}
-    with progress_bar("embedding on Ray", _known_rows(sources)) as advance:
-        result = run_ray_job(sources, out, options, windows, RayOptions(address, actors), postprocessor, advance)
+    with progress_bar("embedding on Ray") as bar:
+        bar.expect(probe_inputs(sources, windows).examples)
+        result = run_ray_job(sources, out, options, windows, RayOptions(address, actors), postprocessor, bar)
     for path in result.short_inputs:
         print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
     for _, reason in result.failures:
@@ -166,9 +165,9 @@ def features(
     from vggish_rt.engine.features import write_features
     from vggish_rt.engine.inputs import expand_inputs
 
-    from vggish_rt.engine.sources import WindowOptions
+    from vggish_rt.engine.sources import ReadOptions
 
-    count = write_features(expand_inputs(inputs), out, WindowOptions(_hop(hop), pad_short, pad_tail, resampler))
+    count = write_features(expand_inputs(inputs, _say), out, ReadOptions(_hop(hop), pad_short, pad_tail, resampler))
     print(f"wrote {count} log-mel examples to {out}")
 
 

@@ -3,7 +3,8 @@
 Any format libsndfile reads (WAV of any PCM width or float, FLAC, OGG/Vorbis,
 AIFF, ...), and through FFmpeg's libraries (PyAV) the containers and codecs it
 does not (engine.inputs.FFMPEG_SUFFIXES: AAC/M4A, MP4 and other video files'
-audio, WebM/Matroska, WMA, ...), streamed frame by frame. Integer PCM is scaled
+audio, WebM/Matroska, WMA, ...), streamed frame by frame; a file whose suffix
+names neither is tried with libsndfile, then with FFmpeg. Integer PCM is scaled
 to [-1, 1) as the reference's int16 / 32768 (libsndfile scales every integer
 width the same way, and so does FFmpeg's conversion to float); channels are
 averaged; the rate is converted with soxr (default, high quality) or resampy
@@ -11,8 +12,9 @@ averaged; the rate is converted with soxr (default, high quality) or resampy
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +23,7 @@ import soundfile as sf
 
 from vggish_rt.engine import params
 from vggish_rt.engine.errors import VggishError
-from vggish_rt.engine.inputs import FFMPEG_SUFFIXES, peak_magnitude
+from vggish_rt.engine.inputs import FFMPEG_SUFFIXES, SNDFILE_SUFFIXES, peak_magnitude
 
 if TYPE_CHECKING:
     import av
@@ -56,6 +58,34 @@ def read_info(path: Path) -> sf._SoundFileInfo:
     if info.format in ("WAV", "WAVEX"):
         _check_wav_data_size(Path(path))
     return info
+
+
+def uses_ffmpeg(path: Path) -> bool:
+    """Whether ``path`` is decoded through FFmpeg: by its suffix, else when libsndfile cannot open it."""
+    suffix = Path(path).suffix.lower()
+    if suffix in FFMPEG_SUFFIXES or suffix in SNDFILE_SUFFIXES:
+        return suffix in FFMPEG_SUFFIXES
+    try:
+        sf.info(os.fsencode(path))
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return Path(path).is_file() and Path(path).stat().st_size > 0  # an empty file: libsndfile's message
+    return False
+
+
+def audio_length(path: Path) -> tuple[int, int]:
+    """(frames, sample rate) from ``path``'s header, nothing decoded; raises VggishError as decoding it would
+    for a file that cannot be opened, has no audio track, an absurd rate or (libsndfile) no samples. Frames
+    of compressed formats are the container's estimate (0 when it has none)."""
+    if not uses_ffmpeg(path):
+        info = read_info(path)
+        return info.frames, info.samplerate
+    with _audio_track(Path(path)) as (container, track):
+        rate = track.codec_context.sample_rate
+        if track.duration is not None and track.time_base is not None:
+            seconds = float(track.duration * track.time_base)
+        else:
+            seconds = (container.duration or 0) / 1_000_000  # AV_TIME_BASE
+        return max(0, round(seconds * rate)), rate
 
 
 def _check_wav_data_size(path: Path) -> None:
@@ -130,7 +160,7 @@ def iter_audio(path: Path, resampler: str = "soxr", block_seconds: float = BLOCK
     path = Path(path)
     if resampler not in RESAMPLERS:
         raise VggishError(f"--resampler {resampler!r}: expected one of {', '.join(RESAMPLERS)}")
-    if path.suffix.lower() in FFMPEG_SUFFIXES:
+    if uses_ffmpeg(path):
         yield from _iter_ffmpeg(path, resampler, block_seconds)
         return
     info = read_info(path)
@@ -161,9 +191,10 @@ def _resample_stream(rate: int) -> "soxr.ResampleStream | None":
     return soxr.ResampleStream(rate, params.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
 
 
-def _iter_ffmpeg(path: Path, resampler: str, block_seconds: float) -> Iterator[np.ndarray]:
-    """:func:`iter_audio` through FFmpeg (PyAV): the first audio track, decoded frame by frame to float32 at its
-    own rate and channels, gathered into blocks of ``block_seconds``, averaged and resampled as libsndfile's are."""
+@contextlib.contextmanager
+def _audio_track(path: Path) -> Iterator[tuple["av.container.InputContainer", "av.audio.stream.AudioStream"]]:
+    """The open container and its first audio track (FFmpeg through PyAV), or a VggishError naming the file:
+    empty, not readable, no audio track, an absurd sample rate; FFmpeg's errors while in the block too."""
     try:
         import av
     except ImportError:
@@ -179,29 +210,39 @@ def _iter_ffmpeg(path: Path, resampler: str, block_seconds: float) -> Iterator[n
             if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
                 raise VggishError(f"{path}: absurd sample rate {rate} Hz "
                                   f"(accepted: {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)")
-            to_float = av.AudioResampler(format="flt")  # packed float32, same rate and channels
-            blocks = (_packed(converted) for frame in container.decode(track) for converted in to_float.resample(frame))
-            if resampler == "resampy":
-                whole = list(blocks)
-                if not whole:
-                    raise VggishError(f"{path}: holds no audio samples")
-                yield resample(to_mono(np.concatenate(whole), path), rate, resampler)
-                return
-            stream, pending, held, started = _resample_stream(rate), [], 0, False
-            frames = max(1, int(block_seconds * rate))
-            for block in blocks:
-                pending.append(block)
-                held += len(block)
-                if held >= frames:
-                    mono = to_mono(np.concatenate(pending), path)
-                    pending, held, started = [], 0, True
-                    yield stream.resample_chunk(mono, last=False) if stream is not None else mono
-            if not started and not held:
-                raise VggishError(f"{path}: holds no audio samples")
-            mono = to_mono(np.concatenate(pending), path) if pending else np.zeros(0, np.float32)
-            yield stream.resample_chunk(mono, last=True) if stream is not None else mono
+            yield container, track
     except av.error.FFmpegError as exc:
         raise VggishError(f"{path}: not readable audio (FFmpeg: {_cause(exc)})") from None
+
+
+def _iter_ffmpeg(path: Path, resampler: str, block_seconds: float) -> Iterator[np.ndarray]:
+    """:func:`iter_audio` through FFmpeg (PyAV): the first audio track, decoded frame by frame to float32 at its
+    own rate and channels, gathered into blocks of ``block_seconds``, averaged and resampled as libsndfile's are."""
+    import av
+
+    with _audio_track(path) as (container, track):
+        rate = track.codec_context.sample_rate
+        to_float = av.AudioResampler(format="flt")  # packed float32, same rate and channels
+        blocks = (_packed(converted) for frame in container.decode(track) for converted in to_float.resample(frame))
+        if resampler == "resampy":
+            whole = list(blocks)
+            if not whole:
+                raise VggishError(f"{path}: holds no audio samples")
+            yield resample(to_mono(np.concatenate(whole), path), rate, resampler)
+            return
+        stream, pending, held, started = _resample_stream(rate), [], 0, False
+        frames = max(1, int(block_seconds * rate))
+        for block in blocks:
+            pending.append(block)
+            held += len(block)
+            if held >= frames:
+                mono = to_mono(np.concatenate(pending), path)
+                pending, held, started = [], 0, True
+                yield stream.resample_chunk(mono, last=False) if stream is not None else mono
+        if not started and not held:
+            raise VggishError(f"{path}: holds no audio samples")
+        mono = to_mono(np.concatenate(pending), path) if pending else np.zeros(0, np.float32)
+        yield stream.resample_chunk(mono, last=True) if stream is not None else mono
 
 
 def _packed(frame: "av.AudioFrame") -> np.ndarray:

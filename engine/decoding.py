@@ -48,7 +48,7 @@ import numpy as np
 from vggish_rt.engine import cudart, params
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
-from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks
 from vggish_rt.engine.windows import window_times
 
 SLOT_ROWS = 64                # windows a slot holds (3.99 MB of float32; more log-mel examples fit)
@@ -113,7 +113,7 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, options: WindowOptions,
+def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, options: ReadOptions,
           numpy_frontend: bool, job: int) -> None:
     """A worker process: decode each task's file into this worker's slots; see the module docstring.
 
@@ -159,7 +159,7 @@ def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, o
 class DecodePool:
     """Worker processes that decode audio files into shared memory (see the module docstring)."""
 
-    def __init__(self, options: WindowOptions, numpy_frontend: bool, workers: int | None = None,
+    def __init__(self, options: ReadOptions, numpy_frontend: bool, workers: int | None = None,
                  pinned: bool = False) -> None:
         self.options, self.numpy_frontend, self.pinned = options, numpy_frontend, pinned
         self.workers = max(1, workers or default_workers())

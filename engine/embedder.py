@@ -1,6 +1,8 @@
 """``Embedder``: the public face of the runtime (faster-whisper's model class is the model).
 
     emb = Embedder(model_dir=None, device="auto", precision="fp32", batch_size=None)
+    emb.embed("a.m4a")             # or emb("a.m4a"): one FileEmbeddings (embeddings float32 [N,128], times)
+    emb.embed(["a.wav", x, (wave, 48000)], batch_size=256, progress=True)  # a list of them, in order
     emb.embed_examples(x)          # float [N,96,64] log-mel -> float32 [N,128]
     emb.embed_windows(w)           # float [N,15600] 16 kHz windows -> float32 [N,128]
     emb.embed_waveform(wave, sr)   # -> (float32 [N,128], start_s float64 [N])
@@ -12,25 +14,29 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, Union
 
 import numpy as np
 
 from vggish_rt.engine import params
 from vggish_rt.engine.audio import check_samples, pcm_to_float, resample, to_mono
+from vggish_rt.engine.decoding import to_examples
 from vggish_rt.engine.errors import DemoModelWarning, VggishError
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.graph import pool_before_bias_relu
+from vggish_rt.engine.inputs import is_spectrogram
 from vggish_rt.engine.modeldir import ModelDirectory
 from vggish_rt.engine.pipeline import DEPTH, Batch, batches, run_batches
+from vggish_rt.engine.probe import probe_inputs
+from vggish_rt.engine.progress import progress_bar
 from vggish_rt.engine.runner import Runner
 from vggish_rt.engine.session import resolve_placement
-from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, spectrogram_blocks
 from vggish_rt.engine.staging import BatchBuffers, DeviceBatchBuffers
-from vggish_rt.engine.windows import cut_windows, window_times
+from vggish_rt.engine.windows import Hop, count_windows, cut_windows, window_times
 
 NETWORK_FILES = {"fp32": "vggish.onnx", "fp16": "vggish.fp16.onnx", "int8": "vggish.int8.onnx"}
 E2E_FILES = {"fp32": "vggish.e2e.onnx", "fp16": "vggish.e2e.fp16.onnx", "int8": "vggish.e2e.int8.onnx"}
@@ -47,12 +53,17 @@ DEFAULT_SESSIONS = {"cpu": 1, "cuda": 2}
 
 @dataclass
 class FileEmbeddings:
-    """One input file's result: embeddings float32 [N,128] and example times in seconds."""
+    """One input's result: embeddings float32 [N,128] and its examples' times, float64 [N] seconds (NaN for
+    log-mel inputs). ``source``: the file, or None for an array."""
 
-    source: Path
+    source: Path | None
     embeddings: np.ndarray
     start_s: np.ndarray
     end_s: np.ndarray
+
+
+# What Embedder.embed takes: a path, log-mel examples [N,96,64], or (waveform, sample rate).
+Input = Union[str, os.PathLike, np.ndarray, tuple[np.ndarray, int]]
 
 
 class Embedder:
@@ -213,30 +224,89 @@ class Embedder:
         if not self.model.pretrained:
             print(f"note: {self.model.describe()}", file=stream)
 
+    def embed(self, inputs: Input | Sequence[Input], *, sample_rate: int | None = None,
+              batch_size: int | None = None, progress: bool = False,
+              options: ReadOptions = ReadOptions()) -> FileEmbeddings | list[FileEmbeddings]:
+        """Embed one input, or a list of them batched together, in order (``embedder(inputs)`` is the same call).
+
+        An input is a path (``str`` or ``Path``): any audio or video file the CLI reads, or a ``.npy``/``.dat``
+        of log-mel examples; a float array of log-mel examples [N,96,64]; or a waveform, ``(samples, rate)``
+        or ``samples`` with ``sample_rate``: mono [S] or [S, channels] (averaged), float in [-1, 1] or int16/
+        int32 PCM (scaled as the decoders scale it), read exactly as the CLI reads a file of those samples.
+        Returns one FileEmbeddings for one input, a list of them for a list. ``batch_size``: rows a session
+        runs at a time (at most the Embedder's); ``progress``: a progress bar on stderr (examples/s, ETA);
+        ``options``: hop, padding, resampler, ``.dat`` dtype. A bad input raises VggishError naming it.
+        """
+        single = isinstance(inputs, (str, os.PathLike, np.ndarray)) or _is_waveform_pair(inputs)
+        items: list[Input] = [inputs] if single else list(inputs)
+        if not items:
+            return []
+        size = batch_size or self.batch_size
+        if not 1 <= size <= self.batch_size:
+            raise VggishError(f"batch_size {size}: expected 1 to this Embedder's batch_size ({self.batch_size}); "
+                              "make the Embedder with a larger batch_size")
+        prepared = [self._input_blocks(item, sample_rate, options) for item in items]
+        with progress_bar("embedding", progress) as bar:
+            if progress:
+                bar.expect(sum(_expected_rows(item, sample_rate, options) for item in items))
+            numbered = ((block, [], number) for number, (_, _, blocks) in enumerate(prepared) for block in blocks)
+            parts = self._run(numbered, tuple(sorted({kind for _, kind, _ in prepared})), len(items), size, bar)
+        results = [FileEmbeddings(source, *(np.concatenate([part[i] for part in pieces]) if pieces else empty
+                                            for i, empty in enumerate(_EMPTY)))
+                   for (source, _, _), pieces in zip(prepared, parts)]
+        return results[0] if single else results
+
+    __call__ = embed
+
+    def _input_blocks(self, item: Input, sample_rate: int | None,
+                      options: ReadOptions) -> tuple[Path | None, str, Iterator[Block]]:
+        """(source, kind, blocks) of one input of :meth:`embed`; arrays are checked here, files as read."""
+        if isinstance(item, (str, os.PathLike)):
+            path = Path(item)
+            if is_spectrogram(path):
+                return path, "examples", spectrogram_blocks(path, dat_dtype=options.dat_dtype)
+            if self.frontend == "numpy":
+                return path, "examples", map(to_examples, audio_blocks(path, options))
+            return path, "windows", audio_blocks(path, options)
+        if _is_waveform_pair(item):
+            item, sample_rate = item
+        array = np.asarray(item)
+        if array.ndim == 3:
+            return None, "examples", _row_blocks("examples", _checked_examples(array), self.batch_size * 8)
+        if sample_rate is None:
+            raise VggishError(f"an array of shape {list(array.shape)} is a waveform: give its rate, as (samples, "
+                              "rate) or sample_rate=; log-mel examples are [N, 96, 64]")
+        waveform = _mono(pcm_to_float(array))
+        windows = cut_windows(resample(waveform, int(sample_rate), options.resampler), options.hop,
+                              options.pad_short, options.pad_tail)
+        if self.frontend == "numpy":
+            return None, "examples", map(to_examples, _row_blocks("windows", windows, self.batch_size * 8, options.hop))
+        return None, "windows", _row_blocks("windows", windows, self.batch_size * 8, options.hop)
+
+    def _run(self, blocks: Iterable[tuple[Block, list[list[str]], int]], kinds: tuple[str, ...], count: int,
+             batch_size: int, advance: Callable[[int], None] = lambda _: None) -> list[list[tuple[np.ndarray, ...]]]:
+        """Every row of ``blocks`` (block, metadata, input number < ``count``) through the sessions of all
+        devices -> for each input number, its pieces (embeddings float32 [n,128], start_s, end_s), in order."""
+        parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(count)]
+        workers = self.workers(kinds) if kinds else []
+        stream = batches(blocks, batch_size, buffers=self.batch_buffers(kinds, len(workers)) if kinds else None)
+        for batch, values in run_batches(stream, workers):
+            edges = np.flatnonzero(np.diff(batch.numbers)) + 1
+            for rows in np.split(np.arange(len(values)), edges):
+                parts[int(batch.numbers[rows[0]])].append((values[rows[0] : rows[-1] + 1].copy(),
+                                                           batch.start_s[rows], batch.end_s[rows]))
+            advance(len(values))
+        return parts
+
     def _embed_array(self, kind: str, array: np.ndarray) -> np.ndarray:
         """Every row of ``array`` through the pipeline (all devices), in order -> float32 [N,128]."""
-        out = np.empty((len(array), params.EMBEDDING_SIZE), np.float32)
-        chunk = self.batch_size * 8
-        blocks = ((Block(Path("<array>"), np.arange(a, a + len(part)), np.full(len(part), np.nan),
-                         np.full(len(part), np.nan), **{kind: part}), [], 0)
-                  for a in range(0, len(array), chunk) for part in [array[a : a + chunk]])
-        row = 0
-        workers = self.workers((kind,))
-        stream = batches(blocks, self.batch_size, buffers=self.batch_buffers((kind,), len(workers)))
-        for _, values in run_batches(stream, workers):
-            out[row : row + len(values)] = values
-            row += len(values)
-        return out
+        pieces = self._run(((block, [], 0) for block in _row_blocks(kind, array, self.batch_size * 8)), (kind,), 1,
+                           self.batch_size)[0]
+        return np.concatenate([piece[0] for piece in pieces]) if pieces else _EMPTY[0]
 
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """Log-mel examples, any float dtype [N,96,64] -> float32 embeddings [N,128]."""
-        examples = np.asarray(examples)
-        expected = (params.NUM_FRAMES, params.NUM_BANDS)
-        if examples.ndim != 3 or examples.shape[1:] != expected:
-            raise VggishError(f"examples must have shape [N, {expected[0]}, {expected[1]}], got {list(examples.shape)}")
-        if examples.dtype.kind != "f":
-            raise VggishError(f"examples must be floating point, got {examples.dtype}")
-        return self._embed_array("examples", examples)
+        return self._embed_array("examples", _checked_examples(np.asarray(examples)))
 
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """16 kHz windows float [N,15600] -> float32 embeddings [N,128], through the chosen frontend."""
@@ -247,35 +317,68 @@ class Embedder:
             return self.embed_examples(log_mel_examples(windows))
         return self._embed_array("windows", windows)
 
-    def embed_block(self, block: Block) -> np.ndarray:
-        """Embeddings float32 [n,128] for a block from :mod:`vggish_rt.engine.sources`."""
-        return self.embed_examples(block.examples) if block.windows is None else self.embed_windows(block.windows)
-
     def embed_waveform(self, waveform: np.ndarray, sample_rate: int,
-                       options: WindowOptions = WindowOptions()) -> tuple[np.ndarray, np.ndarray]:
+                       options: ReadOptions = ReadOptions()) -> tuple[np.ndarray, np.ndarray]:
         """Samples at ``sample_rate`` Hz -> (float32 [N,128], start_s float64 [N]), read as the CLI reads a file:
         mono [S] or [S, channels] (channels averaged); float in [-1, 1], or int16/int32 PCM (scaled x / 2^15,
-        x / 2^31, as the reference's int16 / 32768)."""
-        waveform = pcm_to_float(waveform)
-        if waveform.ndim == 2:
-            waveform = to_mono(waveform, "waveform")
-        elif waveform.ndim == 1:
-            check_samples(waveform, "waveform")
-        else:
-            raise VggishError(f"waveform must be [S] or [S, channels], got {list(waveform.shape)}")
-        windows = cut_windows(resample(waveform, int(sample_rate), options.resampler), options.hop,
-                              options.pad_short, options.pad_tail)
-        start_s, _ = window_times(len(windows), options.hop)
-        return self.embed_windows(windows), start_s
+        x / 2^31, as the reference's int16 / 32768). :meth:`embed` of ``(waveform, sample_rate)``."""
+        result = self.embed((waveform, sample_rate), options=options)
+        return result.embeddings, result.start_s
 
-    def embed_files(self, paths: Iterable[Path | str] | Path | str, options: WindowOptions = WindowOptions()) -> Iterator[FileEmbeddings]:
+    def embed_files(self, paths: Iterable[Path | str] | Path | str, options: ReadOptions = ReadOptions()) -> Iterator[FileEmbeddings]:
         """Decode, window and embed each audio file in turn; yields one FileEmbeddings per file, in order.
         ``paths``: paths, or one path (a ``str`` or ``Path`` is one file, not a sequence of names)."""
         for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
-            blocks = list(audio_blocks(Path(path), options))
-            if not blocks:
-                empty = np.empty(0)
-                yield FileEmbeddings(Path(path), np.empty((0, params.EMBEDDING_SIZE), np.float32), empty, empty)
-                continue
-            yield FileEmbeddings(Path(path), np.concatenate([self.embed_block(b) for b in blocks]),
-                                 np.concatenate([b.start_s for b in blocks]), np.concatenate([b.end_s for b in blocks]))
+            yield self.embed(Path(path), options=options)
+
+
+_EMPTY = (np.empty((0, params.EMBEDDING_SIZE), np.float32), np.empty(0), np.empty(0))
+
+
+def _is_waveform_pair(item: object) -> bool:
+    return isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray) and np.isscalar(item[1])
+
+
+def _checked_examples(examples: np.ndarray) -> np.ndarray:
+    """Log-mel examples [N,96,64] of a float dtype, or a VggishError."""
+    expected = (params.NUM_FRAMES, params.NUM_BANDS)
+    if examples.ndim != 3 or examples.shape[1:] != expected:
+        raise VggishError(f"examples must have shape [N, {expected[0]}, {expected[1]}], got {list(examples.shape)}")
+    if examples.dtype.kind != "f":
+        raise VggishError(f"examples must be floating point, got {examples.dtype}")
+    return examples
+
+
+def _mono(waveform: np.ndarray) -> np.ndarray:
+    """float32 [S] or [S, channels] -> [S], checked and averaged as the decoders do."""
+    if waveform.ndim == 2:
+        return to_mono(waveform, "waveform")
+    if waveform.ndim != 1:
+        raise VggishError(f"waveform must be [S] or [S, channels], got {list(waveform.shape)}")
+    check_samples(waveform, "waveform")
+    return waveform
+
+
+def _row_blocks(kind: str, rows: np.ndarray, chunk: int, hop: Hop | None = None) -> Iterator[Block]:
+    """An array's rows (``kind`` 'examples' [N,96,64] or 'windows' [N,15600]) as blocks of ``chunk`` rows; times
+    from ``hop`` for windows cut from a waveform, else NaN."""
+    for first in range(0, len(rows), chunk):
+        part = rows[first : first + chunk]
+        if hop is not None:
+            start_s, end_s = window_times(len(part), hop, first * hop.samples)
+        else:
+            start_s = end_s = np.full(len(part), np.nan)
+        yield Block(Path("<array>"), np.arange(first, first + len(part)), start_s, end_s, **{kind: part})
+
+
+def _expected_rows(item: Input, sample_rate: int | None, options: ReadOptions) -> int:
+    """The rows an input of :meth:`Embedder.embed` gives, for the progress bar (a file's from its header)."""
+    if isinstance(item, (str, os.PathLike)):
+        return probe_inputs([Path(item)], options).examples
+    if _is_waveform_pair(item):
+        item, sample_rate = item
+    array = np.asarray(item)
+    if array.ndim == 3 or not sample_rate:
+        return len(array) if array.ndim == 3 else 0
+    resampled = round(len(array) * params.SAMPLE_RATE / sample_rate)
+    return count_windows(resampled, options.hop, options.pad_short, options.pad_tail)

@@ -10,11 +10,11 @@ from vggish_rt.engine.formats import check_output, finish, index_path, refuse_ov
 from vggish_rt.engine.errors import Interrupted
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.inputs import printable
-from vggish_rt.engine.sources import WindowOptions, audio_blocks
+from vggish_rt.engine.sources import ReadOptions, audio_blocks
 from vggish_rt.engine.store import PartialStore, Rows
 
 
-def write_features(sources: list[Path], out: Path, options: WindowOptions = WindowOptions()) -> int:
+def write_features(sources: list[Path], out: Path, options: ReadOptions = ReadOptions()) -> int:
     """Write float32 [N,96,64] examples to ``out`` (.npy) and ``out.index.csv``; returns N."""
     check_output(Path(out), formats=(".npy",))
     refuse_overwriting_inputs([Path(out), index_path(Path(out))], sources)

@@ -1,15 +1,17 @@
 """What users name on the command line, expanded into sources.
 
-An INPUT is an audio file, a directory (searched recursively for audio), a
-``@list.txt`` of paths (one a line; blank lines and ``#`` comments skipped), or
-a spectrogram array: ``.npy`` [N,96,64] of any float dtype, or the seed
-notebook's raw ``.dat`` (float64 little-endian, N x 96 x 64, no header).
-Spectrogram arrays are read a chunk at a time, never whole.
+An INPUT is an audio file, a directory (every file in it, recursively, but
+hidden ones), a ``@list.txt`` of paths (one a line; blank lines and ``#``
+comments skipped), or a spectrogram array: ``.npy`` [N,96,64] of any float
+dtype, or the seed notebook's raw ``.dat`` (little-endian float64, or float32
+when asked, N x 96 x 64, no header). Spectrogram arrays are read a chunk at a
+time, never whole.
 """
 from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,12 +24,12 @@ from vggish_rt.engine.errors import VggishError
 # MP4/QuickTime, Matroska/WebM (Opus, Vorbis), Windows Media, AC-3, AMR, and the audio track of video files.
 FFMPEG_SUFFIXES = frozenset({".m4a", ".m4b", ".mp4", ".aac", ".mov", ".3gp", ".webm", ".mkv", ".mka", ".wma",
                              ".wmv", ".avi", ".ac3", ".amr"})
-AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-                            ".au", ".snd", ".caf", ".w64", ".rf64", ".voc", ".sf", ".htk", ".mat", ".pvf", ".xi", ".sd2",
-                            *FFMPEG_SUFFIXES})
+# What libsndfile reads. A file with neither kind of suffix is tried with libsndfile, then with FFmpeg.
+SNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+                              ".au", ".snd", ".caf", ".w64", ".rf64", ".voc", ".sf", ".htk", ".mat", ".pvf", ".xi", ".sd2"})
 SPECTROGRAM_SUFFIXES = frozenset({".npy", ".dat"})
 EXAMPLE_SHAPE = (params.NUM_FRAMES, params.NUM_BANDS)
-_DAT_EXAMPLE_BYTES = params.NUM_FRAMES * params.NUM_BANDS * 8
+DAT_DTYPES = ("float64", "float32")
 _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -56,12 +58,14 @@ def is_spectrogram(path: Path) -> bool:
     return path.suffix.lower() in SPECTROGRAM_SUFFIXES
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
+def expand_inputs(items: list[str], say: Callable[[str], None] = lambda _: None) -> list[Path]:
     """Expand INPUT arguments into files, in the order given (directories and glob patterns sorted; a pattern
     is expanded here when no file has its name, as when it was quoted; ``**`` matches any depth).
 
-    Raises VggishError for a missing path, an unreadable list, or a directory
-    holding no audio.
+    A directory gives every file under it, whatever its name (a file no reader takes fails as an input,
+    reported, never dropped), except hidden ones (a name starting with '.', or under such a directory:
+    .DS_Store, .git/), which ``say`` counts. Raises VggishError for a missing path, an unreadable list, or a
+    directory holding no file.
     """
     paths: list[Path] = []
     for item in items:
@@ -77,19 +81,24 @@ def expand_inputs(items: list[str]) -> list[Path]:
             if nested is not None:
                 raise VggishError(f"{listing}: line {nested} names another list ({lines[nested - 1].strip()}); "
                                   "lists are not followed from lists: name its files here, or give both lists")
-            paths.extend(expand_inputs([entry for _, entry in entries]))
+            paths.extend(expand_inputs([entry for _, entry in entries], say))
             continue
         path = Path(item)
         if not path.exists() and any(c in item for c in "*?["):  # a pattern the shell did not expand (quoted)
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise VggishError(f"{item}: no file matches this pattern")
-            paths.extend(expand_inputs([os.path.join(".", m) if m.startswith("@") else m for m in matches]))
+            paths.extend(expand_inputs([os.path.join(".", m) if m.startswith("@") else m for m in matches], say))
             continue
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file())
+            hidden = [p for p in found if any(part.startswith(".") for part in p.relative_to(path).parts)]
+            if hidden:
+                say(f"note: {printable(str(path))}: {len(hidden)} hidden file(s) left out (names starting with '.', "
+                    "such as .DS_Store; name them to embed them)")
+                found = [p for p in found if p not in set(hidden)]
             if not found:
-                raise VggishError(f"{path}: directory holds no audio files ({', '.join(sorted(AUDIO_SUFFIXES)[:6])}, ...)")
+                raise VggishError(f"{path}: directory holds no files")
             paths.extend(found)
         elif path.is_file():
             paths.append(path)
@@ -112,7 +121,7 @@ def refuse_float32_dat(path: Path, first_rows: np.ndarray) -> None:
     magnitude = np.abs(first_rows[:4].reshape(-1).view(np.float32)[0::2])
     if float(np.mean((magnitude > 1e-6) & (magnitude < 1e4))) > 0.9:
         raise VggishError(f"{path}: holds float32 values, not the float64 a .dat holds (read as float64 they "
-                          "make garbage rows): save it as float64, or as a .npy, which records its dtype")
+                          "make garbage rows): give --dat-dtype float32, or save it as a .npy, which records its dtype")
 
 
 class SpectrogramFile:
@@ -143,18 +152,23 @@ class SpectrogramFile:
         return out
 
 
-def open_spectrograms(path: Path) -> SpectrogramFile:
+def open_spectrograms(path: Path, dat_dtype: str = "float64") -> SpectrogramFile:
     """Open a spectrogram file: ``.npy`` [N,96,64] of any float dtype (never
-    unpickled), or raw float64 little-endian ``.dat`` whose size is a multiple
-    of 96 x 64 x 8 bytes. Checks the layout; reads nothing else yet.
+    unpickled), or a raw little-endian ``.dat`` of ``dat_dtype`` ('float64', the
+    seed's, or 'float32') whose size is a multiple of 96 x 64 x its item size.
+    Checks the layout; reads nothing else yet.
     """
     path = Path(path)
     if path.suffix.lower() == ".dat":
+        if dat_dtype not in DAT_DTYPES:
+            raise VggishError(f"--dat-dtype {dat_dtype!r}: expected one of {', '.join(DAT_DTYPES)}")
+        dtype = np.dtype(dat_dtype).newbyteorder("<")
+        example_bytes = params.NUM_FRAMES * params.NUM_BANDS * dtype.itemsize
         size = path.stat().st_size
-        if size == 0 or size % _DAT_EXAMPLE_BYTES:
-            raise VggishError(f"{path}: size {size} bytes is not a positive multiple of 96 x 64 x 8 "
-                              "(a raw float64 spectrogram .dat)")
-        return SpectrogramFile(path, np.dtype("<f8"), size // _DAT_EXAMPLE_BYTES, 0)
+        if size == 0 or size % example_bytes:
+            raise VggishError(f"{path}: size {size} bytes is not a positive multiple of 96 x 64 x {dtype.itemsize} "
+                              f"(a raw {dat_dtype} spectrogram .dat)")
+        return SpectrogramFile(path, dtype, size // example_bytes, 0)
     try:
         with open(path, "rb") as f:
             shape, fortran_order, dtype = read_npy_header(f)

@@ -44,8 +44,9 @@ from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
+from vggish_rt.engine.probe import probe_inputs
 from vggish_rt.engine.shards import DeviceProcesses, Unit, plan_units
-from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, skip_rows, spectrogram_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, skip_rows, spectrogram_blocks
 from vggish_rt.engine.store import PartialStore, Rows
 
 Progress = Callable[[int], None]
@@ -56,7 +57,7 @@ POOLS = ("none", "mean")
 class JobOptions:
     """How inputs become examples and embeddings become output rows.
 
-    ``pool='mean'``: one row per input (the mean of its examples' embeddings,
+    ``read``: windows, resampler and ``.dat`` dtype (engine.sources.ReadOptions). ``pool='mean'``: one row per input (the mean of its examples' embeddings,
     before post-processing). ``on_error='skip'``: a spectrogram file that turns
     bad part-way (NaN rows) keeps the rows embedded before the bad chunk; its
     failure is reported all the same. ``metadata``: a CSV table with one row per output
@@ -68,7 +69,7 @@ class JobOptions:
     this process).
     """
 
-    windows: WindowOptions = field(default_factory=WindowOptions)
+    read: ReadOptions = field(default_factory=ReadOptions)
     postprocessor: Postprocessor | None = None
     pool: str = "none"
     on_error: str = "fail"
@@ -117,8 +118,9 @@ def _fingerprint(sources: list[Path], embedder: Embedder, options: JobOptions) -
             "model_files": {kind: embedder.model.manifest["files"].get(embedder.model_file(kind), {}).get("sha256")
                             for kind in ("examples", "windows")},
             "batch_size": embedder.batch_size, "precision": embedder.precision, "frontend": embedder.frontend,
-            "relu": embedder.relu, "hop_frames": options.windows.hop.frames, "pad_short": options.windows.pad_short,
-            "pad_tail": options.windows.pad_tail, "resampler": options.windows.resampler, "pool": options.pool,
+            "relu": embedder.relu, "hop_frames": options.read.hop.frames, "pad_short": options.read.pad_short,
+            "pad_tail": options.read.pad_tail, "resampler": options.read.resampler,
+            "dat_dtype": options.read.dat_dtype, "pool": options.pool,
             "postprocess": options.postprocessor is not None, "pca_params": pca,
             "metadata": str(options.metadata or ""), "metadata_sha256": metadata}
 
@@ -175,7 +177,7 @@ def _metadata_offsets(sources: list[Path], options: JobOptions) -> list[int]:
     if not all(is_spectrogram(s) for s in sources):
         raise VggishError("--metadata needs spectrogram inputs (.npy/.dat) or --pool mean: the number of "
                           "examples an audio file gives is known only after decoding it")
-    counts = [len(open_spectrograms(s)) for s in sources]
+    counts = [len(open_spectrograms(s, options.read.dat_dtype)) for s in sources]
     return [int(x) for x in np.cumsum([0, *counts[:-1]])]
 
 
@@ -221,12 +223,12 @@ class _Producer:
         numbered = list(enumerate(self.sources))[self.first_source:]
         if self.pool is not None:
             for number, path, decoded in self.pool.decode(numbered, audio=lambda p: not is_spectrogram(p)):
-                yield number, path, decoded if decoded is not None else spectrogram_blocks(path, self.options.chunk_examples)
+                yield number, path, decoded if decoded is not None else spectrogram_blocks(path, self.options.chunk_examples, dat_dtype=self.options.read.dat_dtype)
             return
         convert = to_examples if self.embedder.frontend == "numpy" else (lambda b: b)
         for number, path in numbered:
-            yield number, path, (spectrogram_blocks(path, self.options.chunk_examples) if is_spectrogram(path)
-                                 else (convert(b) for b in audio_blocks(path, self.options.windows)))
+            yield number, path, (spectrogram_blocks(path, self.options.chunk_examples, dat_dtype=self.options.read.dat_dtype) if is_spectrogram(path)
+                                 else (convert(b) for b in audio_blocks(path, self.options.read)))
 
     def __iter__(self) -> Iterator[tuple[Block, list[list[str]], int]]:
         for number, path, blocks in self._all():
@@ -251,11 +253,13 @@ class _Producer:
 
 def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOptions,
             progress: Progress = lambda _: None, resume: bool = False,
-            say: Callable[[str], None] = lambda _: None) -> JobReport:
+            say: Callable[[str], None] = lambda _: None, expect: Progress = lambda _: None) -> JobReport:
     """Embed every source into ``out``; returns the report. The output appears only when complete.
 
-    On an error (or a kill) the partial store stays beside ``out`` for ``resume``; a resumed job tells ``say``
-    where it goes on.
+    Every input is probed (engine.probe) during start-up: ``expect`` gets the examples still to embed,
+    ``progress`` each batch's as it is stored; with on_error='fail' a bad input stops the job there, before
+    any work. On an error (or a kill) the partial store stays beside ``out`` for ``resume``; a resumed job
+    tells ``say`` where it goes on.
     """
     if options.pool not in POOLS:
         raise VggishError(f"--pool {options.pool!r}: expected one of {', '.join(POOLS)}")
@@ -274,7 +278,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     columns, metadata, offsets = None, None, None
     if options.metadata is not None:
         offsets = _metadata_offsets(sources, options)
-        expected = len(sources) if options.pool == "mean" else sum(len(open_spectrograms(s)) for s in sources)
+        expected = len(sources) if options.pool == "mean" else sum(len(open_spectrograms(s, options.read.dat_dtype)) for s in sources)
         columns, metadata = _load_metadata(options.metadata, expected)
     gpus = embedder.devices if embedder.placement.kind == "cuda" else 1
     processes = options.processes or (gpus if gpus > 1 else 0)  # 0: the job runs in this process
@@ -282,8 +286,9 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         # Start-up: the sessions here, and beside them the inputs' fingerprint and the decoding workers' start
         # (each about a second for 10,000 files on an H200). Sessions before the store: a model that cannot run
         # leaves no store behind (device processes make their own).
-        background = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="vggish-fingerprint"))
+        background = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="vggish-start"))
         fingerprint = background.submit(_fingerprint, sources, embedder, options)
+        probed = background.submit(probe_inputs, sources, options.read)
         if processes == 0:
             pool_ready = stack.enter_context(started_beside(_decode_pool(sources, embedder, options)))
             workers = embedder.workers(kinds)
@@ -292,6 +297,9 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
             devices = stack.enter_context(_device_processes(sources, embedder, options, kinds, processes))
             devices.wait_ready()
             workers, pool = [], None
+        probe = probed.result()
+        if probe.failures and options.on_error == "fail":
+            raise _probe_failure(probe.failures)
         store = PartialStore(out, fingerprint.result(), (params.EMBEDDING_SIZE,), np.float32)
         if resume:
             position = store.resume()
@@ -299,6 +307,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         else:
             position = {}
             store.create()
+        expect(max(0, probe.examples - store.rows))
         producer = _Producer(sources, embedder, options, position, metadata, offsets, pool)
         overflowed = OverflowGuard(options.on_error, position.get("overflowed", []))
         last_commit = time.monotonic()
@@ -348,6 +357,14 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     return report
 
 
+def _probe_failure(failures: list[tuple[int, str]]) -> VggishError:
+    """The error that stops an on_error='fail' job whose probe found bad inputs, before any work."""
+    more = len(failures) - 1
+    others = f" (and {more} more bad input{'s' * (more > 1)})" if more else ""
+    return VggishError(f"{failures[0][1]}{others}; nothing was embedded: with --on-error skip the job embeds the "
+                       "other inputs and lists the bad ones")
+
+
 def _resuming(position: dict[str, Any], rows: int, sources: list[Path]) -> str:
     """Where a resumed job goes on: the rows kept, the input and example it starts at."""
     number = position.get("source", 0)
@@ -362,7 +379,7 @@ def _decode_pool(sources: list[Path], embedder: Embedder, options: JobOptions) -
     decode here, sooner than workers start), unless ``workers`` is 0."""
     if options.workers == 0 or sum(not is_spectrogram(s) for s in sources) < 4:
         return None
-    return DecodePool(options.windows, embedder.frontend == "numpy", options.workers,
+    return DecodePool(options.read, embedder.frontend == "numpy", options.workers,
                       pinned=embedder.placement.kind == "cuda")
 
 
@@ -415,7 +432,7 @@ def _device_processes(sources: list[Path], embedder: Embedder, options: JobOptio
     """``processes`` device processes (engine.shards) for this job, not yet started; a job of spectrograms
     only starts no decoding pools in them."""
     workers = options.workers if any(not is_spectrogram(s) for s in sources) else 0
-    return DeviceProcesses([embedder.shard_arguments(i, processes) for i in range(processes)], kinds, options.windows,
+    return DeviceProcesses([embedder.shard_arguments(i, processes) for i in range(processes)], kinds, options.read,
                            options.chunk_examples, workers)
 
 
@@ -424,7 +441,7 @@ def _run_sharded(sources: list[Path], devices: DeviceProcesses, producer: _Produ
     """The job's rows from the device processes, in input order, with the single-process job's error policy
     and report (kept in ``producer``)."""
     options = producer.options
-    units = plan_units(sources, producer.first_source, producer.first_example)
+    units = plan_units(sources, producer.first_source, producer.first_example, options.read.dat_dtype)
     report = producer.report
     file_rows: dict[int, int] = {}
 

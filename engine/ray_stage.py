@@ -39,7 +39,7 @@ from vggish_rt.engine.formats import lines_table, parquet_table
 from vggish_rt.engine.inputs import is_spectrogram, printable
 from vggish_rt.engine.job import JobReport, OverflowGuard
 from vggish_rt.engine.postprocess import Postprocessor
-from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, spectrogram_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, spectrogram_blocks
 from vggish_rt.engine.store import INDEX_COLUMNS, Rows, index_lines
 
 WINDOW, EXAMPLE = 0, 1
@@ -67,7 +67,7 @@ def _marker(order: int, source: str, status: str, reason: str) -> dict[str, np.n
             "inputs": np.zeros((1, params.EXAMPLE_SAMPLES), np.float32)}
 
 
-def decode_source(batch: dict[str, np.ndarray], options: WindowOptions) -> Iterator[dict[str, np.ndarray]]:
+def decode_source(batch: dict[str, np.ndarray], options: ReadOptions) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data generator stage (batch_size=1): one input path -> its examples' rows, block by block.
 
     A bad input yields one 'failed' row (after any rows it gave before the
@@ -78,7 +78,7 @@ def decode_source(batch: dict[str, np.ndarray], options: WindowOptions) -> Itera
     source = printable(str(path))
     produced = False
     try:
-        blocks = spectrogram_blocks(path) if is_spectrogram(path) else audio_blocks(path, options)
+        blocks = spectrogram_blocks(path, dat_dtype=options.dat_dtype) if is_spectrogram(path) else audio_blocks(path, options)
         for block in blocks:
             produced = True
             yield _block_rows(order, block)
@@ -121,7 +121,7 @@ class RayOptions:
     actors: int | None = None
 
 
-def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any], windows: WindowOptions,
+def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any], windows: ReadOptions,
                 ray_options: RayOptions, postprocessor: Postprocessor | None = None,
                 progress: Callable[[int], None] = lambda _: None, stage: type = EmbedStage) -> JobReport:
     """Embed ``sources`` on a Ray cluster into directory ``out`` (Parquet shards + index.csv); returns the report.

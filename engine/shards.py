@@ -33,7 +33,7 @@ import numpy as np
 from vggish_rt.engine.decoding import DecodePool, default_workers, exit_with, started_beside, to_examples
 from vggish_rt.engine.errors import DemoModelWarning, VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
-from vggish_rt.engine.sources import Block, WindowOptions, audio_blocks, skip_rows, spectrogram_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, skip_rows, spectrogram_blocks
 from vggish_rt.engine.store import Rows
 
 UNIT_ROWS = 8192        # spectrogram rows a unit (a multiple of the 256-row chunks the job reads)
@@ -54,8 +54,9 @@ class Unit:
     last: bool = True
 
 
-def plan_units(sources: list[Path], first_source: int, first_example: int) -> list[Unit]:
-    """The units of a job that starts at input ``first_source``, example ``first_example``."""
+def plan_units(sources: list[Path], first_source: int, first_example: int, dat_dtype: str = "float64") -> list[Unit]:
+    """The units of a job that starts at input ``first_source``, example ``first_example`` (a ``.dat``'s rows
+    counted as ``dat_dtype``)."""
     units: list[Unit] = []
     for number in range(first_source, len(sources)):
         path = sources[number]
@@ -63,7 +64,7 @@ def plan_units(sources: list[Path], first_source: int, first_example: int) -> li
         if not is_spectrogram(path):
             units.append(Unit(len(units), number, str(path), skip=skip))
             continue
-        rows = len(open_spectrograms(path))
+        rows = len(open_spectrograms(path, dat_dtype))
         starts = list(range(skip - skip % UNIT_ROWS, rows, UNIT_ROWS)) or [skip]
         for i, start in enumerate(starts):
             units.append(Unit(len(units), number, str(path), start, min(start + UNIT_ROWS, rows), skip,
@@ -71,14 +72,15 @@ def plan_units(sources: list[Path], first_source: int, first_example: int) -> li
     return units
 
 
-def _unit_blocks(unit: Unit, chunk: int, blocks: Iterator[Block] | None) -> Iterator[Block]:
-    """A unit's blocks, rows before ``skip`` dropped (copies kept, shared memory given back)."""
+def _unit_blocks(unit: Unit, chunk: int, dat_dtype: str, blocks: Iterator[Block] | None) -> Iterator[Block]:
+    """A unit's blocks (``blocks`` decoded, else a spectrogram file's read), rows before ``skip`` dropped
+    (copies kept, shared memory given back)."""
     if blocks is None:
-        blocks = spectrogram_blocks(Path(unit.path), chunk, unit.start, unit.stop)
+        blocks = spectrogram_blocks(Path(unit.path), chunk, unit.start, unit.stop, dat_dtype)
     return skip_rows(blocks, unit.skip)
 
 
-def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: WindowOptions, chunk: int,
+def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: ReadOptions, chunk: int,
                     workers: int, tasks, results, job: int) -> None:
     """One device's share of the job (see the module docstring); reports ('ready'), ('rows', unit, ...),
     ('end', unit, rows, error or None), and ('error', message) for a failure of its own."""
@@ -129,7 +131,7 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
             for uid, _, decoded in unit_blocks():
                 unit, rows, error = units.pop(uid), 0, None
                 try:
-                    for block in _unit_blocks(unit, chunk, decoded):
+                    for block in _unit_blocks(unit, chunk, options.dat_dtype, decoded):
                         rows += len(block)
                         yield block, [], uid
                 except VggishError as exc:
@@ -160,7 +162,7 @@ class DeviceProcesses:
     runs the units. A process's own failure (a session that cannot be created, a dead process) raises
     VggishError."""
 
-    def __init__(self, arguments: list[dict[str, Any]], kinds: tuple[str, ...], options: WindowOptions, chunk: int,
+    def __init__(self, arguments: list[dict[str, Any]], kinds: tuple[str, ...], options: ReadOptions, chunk: int,
                  workers: int | None) -> None:
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA or onnxruntime state
         self.tasks, self.results = context.Queue(), context.Queue()

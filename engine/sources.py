@@ -24,13 +24,18 @@ MAX_ABS_LOG_MEL = 1_000.0
 
 
 @dataclass(frozen=True)
-class WindowOptions:
-    """How audio becomes windows (see engine.windows)."""
+class ReadOptions:
+    """How inputs become rows: audio's windows (``hop``, ``pad_short``, ``pad_tail``, see engine.windows) and
+    ``resampler``; a raw ``.dat``'s value type, ``dat_dtype`` 'float64' (the seed's) or 'float32'."""
 
     hop: Hop = DEFAULT_HOP
     pad_short: bool = False
     pad_tail: bool = False
     resampler: str = "soxr"
+    dat_dtype: str = "float64"
+
+
+WindowOptions = ReadOptions  # its name before dat_dtype joined it; kept for existing code
 
 
 @dataclass
@@ -63,7 +68,7 @@ def _window_block(source: Path, windows: np.ndarray, first: int, hop: Hop) -> Bl
     return Block(source, np.arange(first, first + len(windows)), start_s, end_s, windows=windows)
 
 
-def audio_blocks(source: Path, options: WindowOptions = WindowOptions()) -> Iterator[Block]:
+def audio_blocks(source: Path, options: ReadOptions = ReadOptions()) -> Iterator[Block]:
     """Window blocks of one audio file, in order (no block for a clip too short to give an example)."""
     stream = WindowStream(options.hop, options.pad_short, options.pad_tail)
     for samples in iter_audio(source, options.resampler):
@@ -77,9 +82,11 @@ def audio_blocks(source: Path, options: WindowOptions = WindowOptions()) -> Iter
         yield _window_block(source, tail, first, options.hop)
 
 
-def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int | None = None) -> Iterator[Block]:
-    """Example blocks of a ``.npy``/``.dat`` spectrogram file, rows [start, stop), as float32."""
-    spectrograms = open_spectrograms(source)
+def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int | None = None,
+                       dat_dtype: str = "float64") -> Iterator[Block]:
+    """Example blocks of a ``.npy``/``.dat`` spectrogram file, rows [start, stop), as float32 (a ``.dat`` read as
+    ``dat_dtype``)."""
+    spectrograms = open_spectrograms(source, dat_dtype)
     stop = len(spectrograms) if stop is None else min(stop, len(spectrograms))
     for first in range(start, stop, chunk):
         examples = spectrograms.read(first, min(first + chunk, stop))

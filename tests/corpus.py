@@ -77,7 +77,7 @@ def _audio_cases() -> dict[str, tuple[str, bytes, str]]:
         # finite, but the log-mel of 1e30 overflows: gave all-NaN rows and exit 0
         "huge_finite_floats": ("huge_floats.wav", _sf_bytes(np.array([0.1, 1e30] * 16000, np.float32), 16000, "WAV",
                                                             "FLOAT"), "magnitude 1e+30"),
-        "directory_named_wav": ("dir.wav", None, "directory holds no audio files"),
+        "directory_named_wav": ("dir.wav", None, "directory holds no files"),
     }
 
 

@@ -13,7 +13,7 @@ from vggish_rt.engine.audio import iter_audio, load_audio
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.inputs import expand_inputs
-from vggish_rt.engine.sources import WindowOptions, audio_blocks
+from vggish_rt.engine.sources import ReadOptions, audio_blocks
 from vggish_rt.engine.windows import cut_windows
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "audio"
@@ -69,7 +69,7 @@ def test_streaming_decode_equals_whole_file(tmp_path):
     streamed = np.concatenate(list(iter_audio(tmp_path / "n.wav", block_seconds=0.37)))
     assert len(streamed) == len(whole)
     assert np.abs(streamed - whole).max() < 1e-5
-    options = WindowOptions()
+    options = ReadOptions()
     blocks = list(audio_blocks(tmp_path / "n.wav", options))
     assert np.concatenate([b.index for b in blocks]).tolist() == list(range(len(cut_windows(whole))))
 
@@ -119,7 +119,8 @@ def test_bad_audio_on_the_command_line(tmp_path):
         assert not (tmp_path / "f.npy").exists()
     (tmp_path / "no_audio_here").mkdir()
     (tmp_path / "no_audio_here" / "notes.txt").write_text("hi")
-    assert_one_line_error(run_cli("features", tmp_path / "no_audio_here", "--out", tmp_path / "f.npy"), "holds no audio")
+    assert_one_line_error(run_cli("features", tmp_path / "no_audio_here", "--out", tmp_path / "f.npy"),
+                          "notes.txt: not readable audio")
 
 
 def test_features_cli_writes_examples_and_index(tmp_path):
@@ -156,3 +157,35 @@ def test_python_api_reads_waveforms_and_paths_as_the_cli_reads_files(small_model
     np.testing.assert_array_equal(start_s, from_file.start_s)
     with pytest.raises(VggishError, match="expected float, int16 or int32"):
         embedder.embed_waveform(stereo.astype(np.int64), 48_000)
+
+
+def test_one_embed_call_takes_paths_arrays_and_waveforms_batched_together(small_model, tmp_path, capsys):
+    """Embedder.embed (and embedder(...)): one input gives one FileEmbeddings, a list a list, in order; rows of
+    several inputs share batches and each input gets exactly its own rows, equal to embedding it alone at the
+    same batch size; a progress bar on request; clear errors for a waveform without its rate and a batch size
+    beyond the Embedder's."""
+    from vggish_rt.engine import Embedder, FileEmbeddings
+
+    embedder = Embedder(small_model, device="cpu", batch_size=16)
+    rng = np.random.default_rng(4)
+    wave = rng.uniform(-0.5, 0.5, (int(3.5 * 22_050), 2)).astype(np.float32)
+    sf.write(tmp_path / "w.flac", wave, 22_050)
+    examples = rng.normal(-2.0, 1.5, (5, 96, 64))
+    alone = [embedder.embed(str(tmp_path / "w.flac"), batch_size=2), embedder.embed(examples, batch_size=2),
+             embedder((wave[:30_000], 22_050), batch_size=2)]
+    together = embedder([tmp_path / "w.flac", examples, (wave[:30_000], 22_050)], batch_size=2, progress=True)
+    assert "embedding" in capsys.readouterr().err
+    assert isinstance(alone[0], FileEmbeddings) and [r.source for r in together] == [tmp_path / "w.flac", None, None]
+    assert [len(r.embeddings) for r in together] == [3, 5, 1]
+    for one, joint in zip(alone, together):
+        np.testing.assert_array_equal(one.embeddings, joint.embeddings)
+        np.testing.assert_array_equal(one.start_s, joint.start_s)
+    assert np.isnan(together[1].start_s).all() and together[2].start_s.tolist() == [0.0]
+    pcm, _ = sf.read(tmp_path / "w.flac", dtype="int16")  # the file's 16-bit samples, as int16 PCM
+    np.testing.assert_array_equal(embedder.embed(pcm, sample_rate=22_050).embeddings,
+                                  embedder.embed(tmp_path / "w.flac").embeddings)
+    assert embedder.embed([]) == []
+    with pytest.raises(VggishError, match="is a waveform: give its rate"):
+        embedder.embed(wave)
+    with pytest.raises(VggishError, match="expected 1 to this Embedder's batch_size"):
+        embedder.embed(examples, batch_size=17)

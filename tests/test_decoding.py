@@ -44,20 +44,26 @@ def test_worker_processes_give_the_bytes_of_in_process_decoding(small_model, mix
     outputs = {}
     for workers in (0, 2):
         out = tmp_path / f"w{workers}.npy"
-        report = run_job(mixed_audio, out, embedder, JobOptions(workers=workers, on_error="skip"))
+        expected = []
+        report = run_job(mixed_audio, out, embedder, JobOptions(workers=workers, on_error="skip"),
+                         expect=expected.append)
         assert report.rows == 72 + 3 + 145 + 1 and report.short_inputs == [str(mixed_audio[1])]
+        assert expected == [report.rows]  # the probe's count from headers: the progress bar's total
         assert [path for path, _ in report.failures] == [str(mixed_audio[2])]
         outputs[workers] = [out.read_bytes(), Path(f"{out}.index.csv").read_bytes(), failures_path(out).read_bytes()]
     assert outputs[0] == outputs[2]
     assert not [name for name in os.listdir("/dev/shm") if name.startswith(f"{ARENA_PREFIX}{os.getpid()}-")]
 
 
-def test_a_bad_file_fails_the_job_after_the_rows_before_it(small_model, mixed_audio, tmp_path):
+def test_a_bad_file_fails_the_job_before_any_work(small_model, mixed_audio, tmp_path):
+    """With on_error='fail', the probe of every input's header stops the job before its first batch (the
+    bad file is the third input), leaving nothing behind."""
     from vggish_rt.engine.errors import VggishError
 
     embedder = Embedder(small_model, device="cpu", batch_size=50)
-    with pytest.raises(VggishError, match="c_bad.wav"):
+    with pytest.raises(VggishError, match="c_bad.wav: not readable audio.*nothing was embedded"):
         run_job(mixed_audio, tmp_path / "x.npy", embedder, JobOptions(workers=2))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_decode_workers_die_with_the_job(tmp_path):

@@ -96,20 +96,34 @@ def test_unreadable_ffmpeg_inputs_each_give_a_clear_error(tmp_path):
 
 
 def test_a_folder_of_every_format_is_embedded_or_reported(small_model, tmp_path):
-    """Directory expansion takes the FFmpeg formats too: every file is a row source or a reported failure."""
+    """A directory gives every file, whatever its suffix: each is a row source, a reported failure or a
+    reported clip too short; hidden files are left out, and said so. With the default --on-error fail the
+    probe stops the job before any work, naming the bad inputs; nothing is left behind."""
     folder = tmp_path / "in"
-    folder.mkdir()
+    (folder / "sub").mkdir(parents=True)
     samples = signal()
-    encode(folder / "a.m4a", "mp4", "aac", samples)
-    encode(folder / "b.webm", "webm", "libopus", samples)
-    encode(folder / "c.mp4", "mp4", "aac", samples, video=True)
-    _wav(folder / "d.wav", samples)
-    (folder / "e.m4a").write_bytes(b"")
-    result = run_cli("embed", folder, "--model", small_model, "--device", "cpu", "--on-error", "skip",
-                     "-o", tmp_path / "out.npy")
+    good = {"a.m4a": ("mp4", "aac", False), "b.webm": ("webm", "libopus", False), "c.mp4": ("mp4", "aac", True),
+            "sub/d.mkv": ("matroska", "libopus", False)}
+    for name, (container, codec, video) in good.items():
+        encode(folder / name, container, codec, samples, video=video)
+    for name, format, subtype in (("e.wav", "WAV", "FLOAT"), ("f.flac", "FLAC", "PCM_16"), ("g.mp3", "MP3", None),
+                                  ("h.ogg", "OGG", "VORBIS"), ("i.opus", "OGG", "OPUS"), ("j.recording", "WAV", "PCM_16")):
+        sf.write(folder / name, samples.T, RATE, format=format, subtype=subtype)
+    sf.write(folder / "short.wav", samples.T[: RATE // 2], RATE)
+    (folder / "empty.m4a").write_bytes(b"")
+    (folder / "notes.txt").write_text("recorded on the 3rd\n")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    out = tmp_path / "out.npy"
+    failed = run_cli("embed", folder, "--model", small_model, "--device", "cpu", "-o", out)
+    assert failed.returncode == 2 and "empty.m4a: empty file (and 1 more bad input); nothing was embedded" in failed.stderr
+    assert "1 hidden file(s) left out" in failed.stderr
+    assert not list(tmp_path.glob("out.npy*")), list(tmp_path.iterdir())
+    result = run_cli("embed", folder, "--model", small_model, "--device", "cpu", "--on-error", "skip", "-o", out)
     assert result.returncode == 1, result.stderr
     sources = {line[0] for line in csv.reader(open(tmp_path / "out.npy.index.csv"))} - {"source"}
     failures = {row["source"] for row in csv.DictReader(open(tmp_path / "out.npy.failures.csv"))}
-    assert sources == {str(folder / n) for n in ("a.m4a", "b.webm", "c.mp4", "d.wav")}
-    assert failures == {str(folder / "e.m4a")}
-    assert "from 4 of 5 inputs" in result.stdout and result.stdout.strip().endswith("; 1 failed")
+    embedded = {*good, "e.wav", "f.flac", "g.mp3", "h.ogg", "i.opus", "j.recording"}
+    assert sources == {str(folder / n) for n in embedded}
+    assert failures == {str(folder / "empty.m4a"), str(folder / "notes.txt")}
+    assert "from 11 of 13 inputs" in result.stdout and result.stdout.strip().endswith("; 2 failed, 1 too short")
+    assert f"{folder / 'short.wav'}: shorter than 0.975 s" in result.stderr

@@ -87,7 +87,7 @@ class CrashOnce:
 def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
     """Also: a non-finite row fails its input from there on (its rows 0-24 kept), as in one process."""
     from vggish_rt.engine.ray_stage import EmbedStage, RayOptions, run_ray_job
-    from vggish_rt.engine.sources import WindowOptions
+    from vggish_rt.engine.sources import ReadOptions
 
     model = write_tiny_model(tmp_path / "model")
     inputs = [tmp_path / f"s{i}.dat" for i in range(3)]
@@ -97,7 +97,7 @@ def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        report = run_ray_job(inputs, tmp_path / "out", {"model_dir": str(model), "batch_size": 8}, WindowOptions(),
+        report = run_ray_job(inputs, tmp_path / "out", {"model_dir": str(model), "batch_size": 8}, ReadOptions(),
                              RayOptions(actors=2), stage=stage)
     finally:
         ray.shutdown()

@@ -21,6 +21,8 @@ from corpus import bad_input_names, bad_inputs, bad_model_directories, odd_input
 from test_job import kill_at_rows, spectrogram_dat, wait_for_rows
 
 from vggish_rt.engine import Embedder
+from vggish_rt.engine.job import JobOptions, run_job
+from vggish_rt.engine.sources import ReadOptions
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +290,6 @@ def test_no_non_finite_row_is_ever_written(tiny_model, tmp_path, monkeypatch):
     input's examples)."""
     from vggish_rt.engine import runner as runner_module
     from vggish_rt.engine.errors import VggishError
-    from vggish_rt.engine.job import JobOptions, run_job
 
     spectrogram_dat(tmp_path / "a.dat", 4, seed=1)
     spectrogram_dat(tmp_path / "b.dat", 4, seed=2)
@@ -446,3 +447,10 @@ def test_float32_values_in_a_dat_are_refused_not_read_as_garbage(small_model, tm
     from vggish_rt.engine.inputs import open_spectrograms
 
     np.testing.assert_array_equal(open_spectrograms(tmp_path / "f64.dat").read(0, 6), values)
+    # --dat-dtype float32 reads them as what they are; the probe counts their rows (the progress bar's total)
+    embedder = Embedder(small_model, device="cpu")
+    expected = []
+    report = run_job([tmp_path / "f32.dat"], tmp_path / "b.npy", embedder,
+                     JobOptions(ReadOptions(dat_dtype="float32")), expect=expected.append)
+    assert report.rows == 6 and expected == [6]
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), embedder.embed_examples(values.astype(np.float32)))
