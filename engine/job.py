@@ -44,7 +44,7 @@ from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
-from vggish_rt.engine.probe import probe_inputs
+from vggish_rt.engine.probe import ProbeReport, probe_input
 from vggish_rt.engine.shards import DeviceProcesses, Unit, plan_units
 from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, skip_rows, spectrogram_blocks
 from vggish_rt.engine.store import PartialStore, Rows
@@ -94,24 +94,40 @@ class JobReport:
 FINGERPRINT_EDGE_BYTES = 65_536
 
 
-def _fingerprint(sources: list[Path], embedder: Embedder, options: JobOptions) -> dict[str, Any]:
-    """What must not change between a killed job and its resumption: the metadata table's and the PCA
-    file's whole content, model files, options, and of each input (:func:`_input_digest`) its path, its
-    first and last 64 KiB, its size, its modification time and its status-change time (ctime).
+def _scan(sources: list[Path], embedder: Embedder, options: JobOptions) -> tuple[dict[str, Any], ProbeReport]:
+    """The job's fingerprint and its inputs' probe (engine.probe), in one pass over the inputs: each is opened
+    once, and a WAV's length is parsed from the first bytes the fingerprint reads.
+
+    The fingerprint is what must not change between a killed job and its resumption: the metadata table's
+    and the PCA file's whole content, model files, options, and of each input (:func:`_input_digest`) its
+    path, its first and last 64 KiB, its size, its modification time and its status-change time (ctime).
 
     The kernel sets an inode's ctime at every write to it, and no call lets a user set it back (unlike
     the modification time), so any change to an input's content since the killed job shows here
     without reading every input whole again. It also moves on chmod, chown, rename or a new hard link:
-    such an input is refused as changed, though its bytes may be the same. Inputs are digested by a
-    pool of threads (reading and hashing release the GIL): 10,000 files cost 1.5 s on one thread.
+    such an input is refused as changed, though its bytes may be the same. Inputs are scanned by a pool of
+    threads (reading and hashing release the GIL).
     """
-    def digests(chunk: list[Path]) -> bytes:
+    def scan(first: int) -> tuple[bytes, list[tuple[int, int, str | None]]]:
         directories: dict[str, str] = {}
-        return b"".join(_input_digest(source, directories) for source in chunk)
+        digests, probed = [], []
+        for number in range(first, min(first + 256, len(sources))):
+            try:
+                digest, head, size = _input_digest(sources[number], directories)
+            except OSError as exc:  # the probe reports it, as reading it would
+                digest, head, size = hashlib.sha256(os.fsencode(sources[number]) + b"\0unreadable").digest(), b"", 0
+                probed.append((number, 0, printable(f"{sources[number]}: cannot be read ({exc.strerror or exc})")))
+            else:
+                probed.append(probe_input(number, sources[number], options.read, head, size))
+            digests.append(digest)
+        return b"".join(digests), probed
 
-    chunks = [sources[i : i + 256] for i in range(0, len(sources), 256)]
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        listing = hashlib.sha256(b"".join(pool.map(digests, chunks)))
+    listing, probe = hashlib.sha256(), ProbeReport()
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="vggish-scan") as pool:
+        for digests, probed in pool.map(scan, range(0, len(sources), 256)):
+            listing.update(digests)
+            for entry in probed:
+                probe.add(*entry)
     metadata = hashlib.sha256(options.metadata.read_bytes()).hexdigest() if options.metadata else ""
     pca = embedder.model.manifest["files"].get(PCA_FILE, {}).get("sha256") if options.postprocessor else None
     return {"inputs": listing.hexdigest(), "count": len(sources), "model": str(embedder.model.path),
@@ -122,11 +138,12 @@ def _fingerprint(sources: list[Path], embedder: Embedder, options: JobOptions) -
             "pad_tail": options.read.pad_tail, "resampler": options.read.resampler,
             "dat_dtype": options.read.dat_dtype, "pool": options.pool,
             "postprocess": options.postprocessor is not None, "pca_params": pca,
-            "metadata": str(options.metadata or ""), "metadata_sha256": metadata}
+            "metadata": str(options.metadata or ""), "metadata_sha256": metadata}, probe
 
 
-def _input_digest(source: Path, directories: dict[str, str]) -> bytes:
-    """sha256 of an input's resolved path, size, modification and status-change times, first and last 64 KiB.
+def _input_digest(source: Path, directories: dict[str, str]) -> tuple[bytes, bytes, int]:
+    """(sha256 of an input's resolved path, size, modification and status-change times, first and last
+    64 KiB; those first bytes; its size).
 
     ``directories`` caches the resolved directory of each parent (a file that is itself a link is resolved
     whole): resolving every path component of every input cost more than reading its edges.
@@ -150,7 +167,7 @@ def _input_digest(source: Path, directories: dict[str, str]) -> bytes:
                             + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0".encode())
     digest.update(head)
     digest.update(tail)
-    return digest.digest()
+    return digest.digest(), head, stat.st_size
 
 
 def _load_metadata(path: Path, expected_rows: int) -> tuple[list[str], list[list[str]]]:
@@ -283,12 +300,11 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     gpus = embedder.devices if embedder.placement.kind == "cuda" else 1
     processes = options.processes or (gpus if gpus > 1 else 0)  # 0: the job runs in this process
     with ExitStack() as stack:
-        # Start-up: the sessions here, and beside them the inputs' fingerprint and the decoding workers' start
-        # (each about a second for 10,000 files on an H200). Sessions before the store: a model that cannot run
-        # leaves no store behind (device processes make their own).
-        background = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="vggish-start"))
-        fingerprint = background.submit(_fingerprint, sources, embedder, options)
-        probed = background.submit(probe_inputs, sources, options.read)
+        # Start-up: the sessions here, and beside them the scan of the inputs (fingerprint and probe) and the
+        # decoding workers' start (each about a second for 10,000 files on an H200). Sessions before the store:
+        # a model that cannot run leaves no store behind (device processes make their own).
+        background = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="vggish-start"))
+        scanned = background.submit(_scan, sources, embedder, options)
         if processes == 0:
             pool_ready = stack.enter_context(started_beside(_decode_pool(sources, embedder, options)))
             workers = embedder.workers(kinds)
@@ -297,10 +313,10 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
             devices = stack.enter_context(_device_processes(sources, embedder, options, kinds, processes))
             devices.wait_ready()
             workers, pool = [], None
-        probe = probed.result()
+        fingerprint, probe = scanned.result()
         if probe.failures and options.on_error == "fail":
             raise _probe_failure(probe.failures)
-        store = PartialStore(out, fingerprint.result(), (params.EMBEDDING_SIZE,), np.float32)
+        store = PartialStore(out, fingerprint, (params.EMBEDDING_SIZE,), np.float32)
         if resume:
             position = store.resume()
             say(_resuming(position, store.rows, sources))

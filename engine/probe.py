@@ -11,12 +11,13 @@ the container's estimate), spectrogram files their header or size, and a raw
 from __future__ import annotations
 
 import os
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vggish_rt.engine import params
-from vggish_rt.engine.audio import audio_length
+from vggish_rt.engine.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_length
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable, refuse_float32_dat
 from vggish_rt.engine.sources import ReadOptions
@@ -33,38 +34,78 @@ class ProbeReport:
     examples: int = 0
     failures: list[tuple[int, str]] = field(default_factory=list)
 
+    def add(self, number: int, examples: int, error: str | None) -> None:
+        self.examples += examples
+        if error is not None:
+            self.failures.append((number, error))
 
-def input_examples(path: Path, options: ReadOptions = ReadOptions()) -> int:
+
+def wav_length(head: bytes, size: int) -> tuple[int, int] | None:
+    """(frames, sample rate) of a plain RIFF WAV from its first bytes ``head`` and its ``size`` in bytes, parsed
+    here (a tenth of libsndfile's cost through soundfile); None for anything else or anything unusual (not
+    PCM or IEEE float, a rate out of range, a data chunk beyond ``head`` or the file, no frames), which
+    :func:`~vggish_rt.engine.audio.audio_length` then reads, with its checks and messages."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    position, fmt = 12, None
+    while position + 8 <= len(head):
+        chunk, length = head[position : position + 4], int.from_bytes(head[position + 4 : position + 8], "little")
+        body = position + 8
+        if chunk == b"fmt " and length >= 16 and body + length <= len(head):
+            tag, channels, rate = struct.unpack_from("<HHI", head, body)
+            align, bits = struct.unpack_from("<HH", head, body + 12)
+            if tag == 0xFFFE and length >= 26:  # WAVE_FORMAT_EXTENSIBLE: the subformat's tag
+                tag = struct.unpack_from("<H", head, body + 24)[0]
+            fmt = (tag, channels, rate, align, bits)
+        elif chunk == b"data":
+            if fmt is None:
+                return None
+            tag, channels, rate, align, bits = fmt
+            plain = tag in (1, 3) and channels >= 1 and bits % 8 == 0 and align == channels * bits // 8 > 0
+            if not plain or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE or length in (0, 0xFFFFFFFF):
+                return None
+            if length > size - body:  # truncated: audio_length says so
+                return None
+            return length // align, rate
+        position = body + length + (length & 1)
+    return None
+
+
+def input_examples(path: Path, options: ReadOptions = ReadOptions(), head: bytes = b"", size: int = 0) -> int:
     """The examples ``path`` gives, read from its header; raises VggishError where reading it would fail
-    at its start (unreadable, empty, no audio track, absurd rate, bad spectrogram layout or dtype)."""
+    at its start (unreadable, empty, no audio track, absurd rate, bad spectrogram layout or dtype). ``head``
+    and ``size``: the file's first bytes and size when already read (a WAV's length is parsed from them)."""
     if is_spectrogram(path):
         spectrograms = open_spectrograms(path, options.dat_dtype)
         if path.suffix.lower() == ".dat":
             refuse_float32_dat(path, spectrograms.read(0, 4))
         return len(spectrograms)
-    frames, rate = audio_length(path)
+    length = wav_length(head, size) if head and Path(path).suffix.lower() in (".wav", ".wave") else None
+    frames, rate = length if length is not None else audio_length(path)
     samples = frames if rate == params.SAMPLE_RATE else round(frames * params.SAMPLE_RATE / rate)
     return count_windows(samples, options.hop, options.pad_short, options.pad_tail)
+
+
+def probe_input(number: int, path: Path, options: ReadOptions, head: bytes = b"",
+                size: int = 0) -> tuple[int, int, str | None]:
+    """(number, examples, None), or (number, 0, the reason) for a bad input (see :func:`input_examples`)."""
+    try:
+        return number, input_examples(path, options, head, size), None
+    except VggishError as exc:
+        return number, 0, printable(str(exc))
+    except OSError as exc:  # removed or unreadable since it was listed
+        return number, 0, printable(f"{path}: cannot be read ({exc.strerror or exc})")
 
 
 def probe_inputs(sources: list[Path], options: ReadOptions = ReadOptions()) -> ProbeReport:
     """:func:`input_examples` of every source, on a pool of threads (header reads release the GIL)."""
     def probe(chunk_start: int) -> list[tuple[int, int, str | None]]:
-        probed = []
-        for number in range(chunk_start, min(chunk_start + _PROBE_CHUNK, len(sources))):
-            try:
-                probed.append((number, input_examples(sources[number], options), None))
-            except VggishError as exc:
-                probed.append((number, 0, printable(str(exc))))
-            except OSError as exc:  # removed or unreadable since it was listed
-                probed.append((number, 0, printable(f"{sources[number]}: cannot be read ({exc.strerror or exc})")))
-        return probed
+        return [probe_input(number, sources[number], options)
+                for number in range(chunk_start, min(chunk_start + _PROBE_CHUNK, len(sources)))]
 
     report = ProbeReport()
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="vggish-probe") as pool:
         for probed in pool.map(probe, range(0, len(sources), _PROBE_CHUNK)):
-            for number, examples, error in probed:
-                report.examples += examples
-                if error is not None:
-                    report.failures.append((number, error))
+            for entry in probed:
+                report.add(*entry)
     return report

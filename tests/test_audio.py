@@ -189,3 +189,25 @@ def test_one_embed_call_takes_paths_arrays_and_waveforms_batched_together(small_
         embedder.embed(wave)
     with pytest.raises(VggishError, match="expected 1 to this Embedder's batch_size"):
         embedder.embed(examples, batch_size=17)
+
+
+def test_the_probe_reads_wav_lengths_as_libsndfile_does(tmp_path):
+    """The probe parses a plain WAV's header itself (the job's scan has its first bytes): the same frames and
+    rate as libsndfile for every PCM width, float, 8-bit, multichannel and WAVE_FORMAT_EXTENSIBLE; anything it
+    does not parse (a truncated data chunk, FLAC) goes to libsndfile, which says what is wrong."""
+    from vggish_rt.engine.probe import input_examples, wav_length
+
+    samples = np.random.default_rng(6).uniform(-0.5, 0.5, (33_333, 3)).astype(np.float32)
+    for subtype in ("PCM_16", "PCM_24", "PCM_32", "PCM_U8", "FLOAT", "DOUBLE"):
+        for format in ("WAV", "WAVEX"):
+            path = tmp_path / f"{subtype}_{format}.wav"
+            sf.write(path, samples, 22_050, format=format, subtype=subtype)
+            info = sf.info(path)
+            assert wav_length(path.read_bytes()[:65_536], path.stat().st_size) == (info.frames, 22_050), path
+    whole = (tmp_path / "PCM_16_WAV.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[:-1000])
+    assert wav_length(whole[:-1000], len(whole) - 1000) is None
+    with pytest.raises(VggishError, match="truncated"):
+        input_examples(tmp_path / "cut.wav", head=whole[:-1000], size=len(whole) - 1000)
+    sf.write(tmp_path / "a.flac", samples, 22_050)
+    assert wav_length((tmp_path / "a.flac").read_bytes(), (tmp_path / "a.flac").stat().st_size) is None
