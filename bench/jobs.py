@@ -81,8 +81,10 @@ def write_null_model(directory: Path) -> Path:
 
 
 def _audio_corpus(directory: Path, rate: int, files: int) -> Path:
-    """``files`` WAV files of 40 s at ``rate`` Hz (16-bit), DISTINCT_RECORDINGS of them distinct."""
-    if (directory / "done").is_file():
+    """``files`` WAV files of 40 s at ``rate`` Hz (16-bit), DISTINCT_RECORDINGS of them distinct; the marker of a
+    finished corpus lies beside the folder (a directory input takes every file in it)."""
+    done = directory.with_name(directory.name + ".done")
+    if done.is_file():
         return directory
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(rate)
@@ -95,7 +97,7 @@ def _audio_corpus(directory: Path, rate: int, files: int) -> Path:
         distinct.append(path)
     for i in range(len(distinct), files):
         os.link(distinct[i % len(distinct)], directory / f"clip{i:05d}.wav")
-    (directory / "done").touch()
+    done.touch()
     return directory
 
 

@@ -273,9 +273,9 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
             say: Callable[[str], None] = lambda _: None, expect: Progress = lambda _: None) -> JobReport:
     """Embed every source into ``out``; returns the report. The output appears only when complete.
 
-    Every input is probed (engine.probe) during start-up: ``expect`` gets the examples still to embed,
-    ``progress`` each batch's as it is stored; with on_error='fail' a bad input stops the job there, before
-    any work. On an error (or a kill) the partial store stays beside ``out`` for ``resume``; a resumed job
+    Every input is probed (engine.probe) beside start-up: ``expect`` gets the examples still to embed once
+    known, ``progress`` each batch's as it is stored; with on_error='fail' a bad input stops the job as soon
+    as the probe finds it (about when the first rows are stored), keeping nothing. On an error (or a kill) the partial store stays beside ``out`` for ``resume``; a resumed job
     tells ``say`` where it goes on.
     """
     if options.pool not in POOLS:
@@ -302,7 +302,9 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     with ExitStack() as stack:
         # Start-up: the sessions here, and beside them the scan of the inputs (fingerprint and probe) and the
         # decoding workers' start (each about a second for 10,000 files on an H200). Sessions before the store:
-        # a model that cannot run leaves no store behind (device processes make their own).
+        # a model that cannot run leaves no store behind (device processes make their own). Rows flow before the
+        # scan ends (it waited on the sessions' GIL): the first commit waits for the fingerprint, and the probe's
+        # verdict is taken as soon as it is known (``probed``), at the latest before the output is written.
         background = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="vggish-start"))
         scanned = background.submit(_scan, sources, embedder, options)
         if processes == 0:
@@ -313,23 +315,33 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
             devices = stack.enter_context(_device_processes(sources, embedder, options, kinds, processes))
             devices.wait_ready()
             workers, pool = [], None
-        fingerprint, probe = scanned.result()
-        if probe.failures and options.on_error == "fail":
-            raise _probe_failure(probe.failures)
-        store = PartialStore(out, fingerprint, (params.EMBEDDING_SIZE,), np.float32)
+        store = PartialStore(out, lambda: scanned.result()[0], (params.EMBEDDING_SIZE,), np.float32)
         if resume:
             position = store.resume()
             say(_resuming(position, store.rows, sources))
         else:
             position = {}
             store.create()
-        expect(max(0, probe.examples - store.rows))
+        kept, unprobed = store.rows, True
         producer = _Producer(sources, embedder, options, position, metadata, offsets, pool)
         overflowed = OverflowGuard(options.on_error, position.get("overflowed", []))
         last_commit = time.monotonic()
 
+        def probed(wait: bool) -> None:
+            """Once the scan is done (``wait``: wait for it): the total to ``expect``; with on_error='fail', a
+            bad input ends the job, nothing kept (a resume would meet the same input)."""
+            nonlocal unprobed
+            if unprobed and (wait or scanned.done()):
+                unprobed = False
+                probe = scanned.result()[1]
+                if probe.failures and options.on_error == "fail":
+                    store.discard()
+                    raise _probe_failure(probe.failures)
+                expect(max(0, probe.examples - kept))
+
         def append(rows: Rows, numbers: np.ndarray, position_after: Callable[[], dict[str, Any]]) -> None:
             nonlocal last_commit
+            probed(wait=False)
             rows = overflowed.finite_rows(rows, numbers)
             store.append(rows)
             progress(len(rows))
@@ -344,12 +356,15 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
                     append(batch.rows(values), batch.numbers, lambda: batch.position)
             else:
                 _run_sharded(sources, devices, producer, append)
+            probed(wait=True)
             overflowed.report_into(producer)
             store.commit({"source": len(sources), "example": 0, "report": producer.snapshot()})
             failed = frozenset(path for path, _ in producer.report.failures)  # no pooled row from a failed input's first rows
             written = finish(store, columns, pooled=options.pool == "mean", postprocessor=options.postprocessor,
                              failed_sources=failed)
         except (VggishError, OSError) as exc:
+            if isinstance(exc, VggishError) and unprobed:  # a bad input reached before the probe's verdict:
+                probed(wait=True)                           # the verdict, naming every bad input, if it has any
             if store.committed_rows == 0:  # nothing a --resume could keep: leave nothing behind
                 store.discard()
             if isinstance(exc, OSError):  # a full disk, a quota, a file-size limit, while appending to the store

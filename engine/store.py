@@ -25,7 +25,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -141,10 +141,13 @@ def store_path(out: Path) -> Path:
 class PartialStore:
     """Append-only rows + index with a journal; see the module docstring."""
 
-    def __init__(self, out: Path, fingerprint: dict[str, Any], row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+    def __init__(self, out: Path, fingerprint: dict[str, Any] | Callable[[], dict[str, Any]],
+                 row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        """``fingerprint``: the job's, or a call that gives it (a job's scan of its inputs, still running while
+        rows are appended: the first commit or a resume waits for it)."""
         self.out = Path(out)
         self.path = store_path(self.out)
-        self.fingerprint = fingerprint
+        self._fingerprint = fingerprint
         self.row_shape, self.dtype = row_shape, np.dtype(dtype)
         self.rows = 0
         self.committed_rows = 0  # rows a resume would keep
@@ -152,6 +155,12 @@ class PartialStore:
         self._rows_file: io.BufferedWriter | None = None
         self._index_file: io.TextIOWrapper | None = None
         self._lock_file: io.TextIOWrapper | None = None
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        if callable(self._fingerprint):
+            self._fingerprint = self._fingerprint()
+        return self._fingerprint
 
     # -- opening ---------------------------------------------------------------
     def _lock(self) -> None:
@@ -176,14 +185,14 @@ class PartialStore:
         self._lock_file = handle
 
     def create(self) -> None:
-        """Start a new store, replacing any left over from an earlier run."""
+        """Start a new store, replacing any left over from an earlier run. Its journal is written by the first
+        commit: killed before it, the store has nothing a resume could keep."""
         self._lock()
         if self.path.exists():
             shutil.rmtree(self.path)
         try:
             self.path.mkdir()
             self._open("wb", "w")
-            self.commit({})
         except OSError as exc:
             self.discard()
             raise VggishError(f"{self.out}: cannot write ({exc.strerror})") from None

@@ -56,8 +56,8 @@ def test_worker_processes_give_the_bytes_of_in_process_decoding(small_model, mix
 
 
 def test_a_bad_file_fails_the_job_before_any_work(small_model, mixed_audio, tmp_path):
-    """With on_error='fail', the probe of every input's header stops the job before its first batch (the
-    bad file is the third input), leaving nothing behind."""
+    """With on_error='fail', the probe of every input's header stops the job at its first stored rows (the
+    bad file is the third input, reached later), leaving nothing behind."""
     from vggish_rt.engine.errors import VggishError
 
     embedder = Embedder(small_model, device="cpu", batch_size=50)
