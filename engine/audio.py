@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from vggish_rt.engine import params
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import ArgumentError, VggishError
 from vggish_rt.engine.inputs import FFMPEG_SUFFIXES, SNDFILE_SUFFIXES, peak_magnitude
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def resample(waveform: np.ndarray, rate: int, resampler: str = "soxr") -> np.nda
         except ImportError:
             raise VggishError("--resampler resampy needs resampy: pip install 'vggish-rt[resampy]'") from None
         return resampy.resample(waveform.astype(np.float64), rate, params.SAMPLE_RATE).astype(np.float32)
-    raise VggishError(f"--resampler {resampler!r}: expected one of {', '.join(RESAMPLERS)}")
+    raise ArgumentError("resampler", resampler, f"expected one of {', '.join(RESAMPLERS)}")
 
 
 BLOCK_SECONDS = 60.0  # decoded per step: a 10-hour file never sits in memory whole
@@ -159,7 +159,7 @@ def iter_audio(path: Path, resampler: str = "soxr", block_seconds: float = BLOCK
     """
     path = Path(path)
     if resampler not in RESAMPLERS:
-        raise VggishError(f"--resampler {resampler!r}: expected one of {', '.join(RESAMPLERS)}")
+        raise ArgumentError("resampler", resampler, f"expected one of {', '.join(RESAMPLERS)}")
     if uses_ffmpeg(path):
         yield from _iter_ffmpeg(path, resampler, block_seconds)
         return

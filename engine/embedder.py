@@ -24,7 +24,7 @@ import numpy as np
 from vggish_rt.engine import params
 from vggish_rt.engine.audio import check_samples, pcm_to_float, resample, to_mono
 from vggish_rt.engine.decoding import to_examples
-from vggish_rt.engine.errors import DemoModelWarning, VggishError
+from vggish_rt.engine.errors import ArgumentError, DemoModelWarning, VggishError
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.graph import pool_before_bias_relu
 from vggish_rt.engine.inputs import is_spectrogram
@@ -91,25 +91,25 @@ class Embedder:
                  cuda_options: dict[str, str] | None = None, sessions_per_device: int | None = None,
                  gpu_rewrites: bool = True, provider: str = "cuda", tensorrt_cache: Path | str | None = None) -> None:
         if precision not in NETWORK_FILES:
-            raise VggishError(f"--precision {precision!r}: expected one of {', '.join(NETWORK_FILES)}")
+            raise ArgumentError("precision", precision, f"expected one of {', '.join(NETWORK_FILES)}")
         if frontend not in FRONTENDS:
-            raise VggishError(f"--frontend {frontend!r}: expected one of {', '.join(FRONTENDS)}")
+            raise ArgumentError("frontend", frontend, f"expected one of {', '.join(FRONTENDS)}")
         if batch_size is not None and batch_size < 1:
-            raise VggishError(f"--batch-size must be at least 1, got {batch_size}")
+            raise ArgumentError("batch_size", batch_size, "must be at least 1")
         self.model = ModelDirectory(model_dir)
         if not self.model.pretrained:
             warnings.warn(self.model.describe(), DemoModelWarning, stacklevel=2)
         self.placement = resolve_placement(device, device_ids)
         if precision == "int8" and self.placement.kind != "cpu":
-            raise VggishError("--precision int8 is for the CPU provider (--device cpu); on GPUs use fp16")
+            raise ArgumentError("precision", precision, "is for the CPU; on GPUs use fp16")
         self.precision, self.frontend, self.relu, self.threads = precision, frontend, relu, threads
         self.cuda_options = {**DEFAULT_CUDA_OPTIONS, **(cuda_options or {})}
         self.sessions_per_device = sessions_per_device or DEFAULT_SESSIONS[self.placement.kind]
         self.gpu_rewrites = gpu_rewrites
         if provider not in PROVIDERS:
-            raise VggishError(f"--provider {provider!r}: expected one of {', '.join(PROVIDERS)}")
+            raise ArgumentError("provider", provider, f"expected one of {', '.join(PROVIDERS)}")
         if provider == "tensorrt" and self.placement.kind != "cuda":
-            raise VggishError("--provider tensorrt needs a CUDA device (--device cuda...)")
+            raise ArgumentError("provider", provider, "needs a CUDA device")
         self.tensorrt_cache = str(tensorrt_cache or Path.home() / ".cache" / "vggish-rt" / "tensorrt") \
             if provider == "tensorrt" else None
         if self.tensorrt_cache is not None:

@@ -9,6 +9,19 @@ class VggishError(Exception):
     """
 
 
+class ArgumentError(VggishError):
+    """A bad argument value, named as the caller named it: ``precision='int4': expected one of ...`` from
+    Python, ``--precision int4: expected one of ...`` on the command line, whose options carry the same
+    names (:meth:`on_command_line`)."""
+
+    def __init__(self, name: str, value: object, why: str) -> None:
+        self.name, self.value, self.why = name, value, why
+        super().__init__(f"{name}={value!r}: {why}")
+
+    def on_command_line(self) -> str:
+        return f"--{self.name.replace('_', '-')} {self.value}: {self.why}"
+
+
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread on SIGTERM (the CLI installs the handler), so a
     terminated job unwinds as an interrupted one does: its store closed, its

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import ArgumentError, VggishError
 
 # Containers and codecs libsndfile does not read, decoded through FFmpeg's libraries (PyAV): AAC, ALAC,
 # MP4/QuickTime, Matroska/WebM (Opus, Vorbis), Windows Media, AC-3, AMR, and the audio track of video files.
@@ -161,7 +161,7 @@ def open_spectrograms(path: Path, dat_dtype: str = "float64") -> SpectrogramFile
     path = Path(path)
     if path.suffix.lower() == ".dat":
         if dat_dtype not in DAT_DTYPES:
-            raise VggishError(f"--dat-dtype {dat_dtype!r}: expected one of {', '.join(DAT_DTYPES)}")
+            raise ArgumentError("dat_dtype", dat_dtype, f"expected one of {', '.join(DAT_DTYPES)}")
         dtype = np.dtype(dat_dtype).newbyteorder("<")
         example_bytes = params.NUM_FRAMES * params.NUM_BANDS * dtype.itemsize
         size = path.stat().st_size

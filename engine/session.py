@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from vggish_rt.engine import cudart
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import ArgumentError, VggishError
 
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
@@ -60,7 +60,7 @@ def resolve_placement(device: str, device_ids: list[int] | None = None) -> Place
     """
     match = re.fullmatch(r"(auto|cpu|cuda)(?::(\d+(?:,\d+)*))?", device.strip().lower())
     if not match:
-        raise VggishError(f"--device {device!r}: expected auto, cpu, cuda or cuda:0,1,...")
+        raise ArgumentError("device", device, "expected auto, cpu, cuda or cuda:0,1,...")
     kind, ids_text = match.groups()
     ids = [int(i) for i in ids_text.split(",")] if ids_text else device_ids
     if kind == "cpu":
@@ -70,12 +70,12 @@ def resolve_placement(device: str, device_ids: list[int] | None = None) -> Place
         return Placement("cuda", tuple(range(available))) if available else Placement("cpu")
     if not available:
         providers = ", ".join(onnxruntime().get_available_providers())
-        raise VggishError(f"--device {device}: no CUDA GPU available to onnxruntime (providers: {providers}); "
-                          "install vggish-rt[gpu] on a machine with an NVIDIA GPU, or use --device cpu")
+        raise ArgumentError("device", device, f"no CUDA GPU available to onnxruntime (providers: {providers}); "
+                            "install vggish-rt[gpu] on a machine with an NVIDIA GPU, or use the CPU")
     ids = list(ids) if ids else list(range(available))
     bad = [i for i in ids if not 0 <= i < available]
     if bad or len(set(ids)) != len(ids):
-        raise VggishError(f"--device {device}: GPU ids {ids} invalid or repeated ({available} GPU(s) visible)")
+        raise ArgumentError("device", device, f"GPU ids {ids} invalid or repeated ({available} GPU(s) visible)")
     return Placement("cuda", tuple(ids))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import ArgumentError
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,10 @@ class Hop:
     @classmethod
     def from_seconds(cls, seconds: float) -> "Hop":
         if not (seconds > 0.0 and np.isfinite(seconds)):
-            raise VggishError(f"--hop must be a positive number of seconds, got {seconds}")
+            raise ArgumentError("hop", seconds, "must be a positive number of seconds")
         frames = int(round(seconds / params.STFT_HOP_SECONDS))
         if frames < 1:
-            raise VggishError(f"--hop {seconds} is shorter than one 10 ms frame")
+            raise ArgumentError("hop", seconds, "is shorter than one 10 ms frame")
         return cls(frames, seconds)
 
     @property

@@ -189,6 +189,8 @@ def test_one_embed_call_takes_paths_arrays_and_waveforms_batched_together(small_
         embedder.embed(wave)
     with pytest.raises(VggishError, match="expected 1 to this Embedder's batch_size"):
         embedder.embed(examples, batch_size=17)
+    with pytest.raises(VggishError, match=r"^precision='int4': expected one of fp32"):  # the argument, as Python names it
+        Embedder(small_model, precision="int4")
 
 
 def test_the_probe_reads_wav_lengths_as_libsndfile_does(tmp_path):

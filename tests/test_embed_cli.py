@@ -96,7 +96,7 @@ def test_embed_bad_inputs_exit_codes(small_model, tone_wav, tmp_path):
     assert_one_line_error(run_cli("embed", tone_wav, "--model", small_model, "--device", "cpu",
                                   "--out", tmp_path / "o.txt"), "unknown output format")
     assert_one_line_error(run_cli("embed", tone_wav, "--model", small_model, "--precision", "int4",
-                                  "--out", tmp_path / "o.npy"), "--precision")
+                                  "--out", tmp_path / "o.npy"), "--precision int4: expected one of")
 
 
 def test_quoted_glob_patterns_are_expanded_and_o_names_the_output(small_model, tmp_path):
