@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from vggish_rt.cli import options
-from vggish_rt.cli.app import ModelOption, app
+from vggish_rt.cli.app import ModelOption, _say, app
 from vggish_rt.engine.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -24,10 +24,6 @@ PadShortOption = Annotated[bool, typer.Option(help="Zero-pad clips shorter than 
 PadTailOption = Annotated[bool, typer.Option(help="Also keep the last partial window, zero-padded.")]
 ResamplerOption = Annotated[str, typer.Option(help="soxr (fast, default) or resampy (the reference's, if installed).")]
 DatDtypeOption = Annotated[str, typer.Option(help="Values of raw .dat inputs: float64 (the seed's) or float32.")]
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _hop(seconds: float):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,23 +88,36 @@ def audio_length(path: Path) -> tuple[int, int]:
         return max(0, round(seconds * rate)), rate
 
 
+def riff_chunks(read: Callable[[int, int], bytes], size: int) -> Iterator[tuple[bytes, int, int]]:
+    """(id, declared length, offset of its body) of each chunk of a WAVE file of ``size`` bytes, whose bytes
+    ``read(offset, count)`` gives; nothing for a file that is not WAVE."""
+    if read(0, 12)[8:12] != b"WAVE":
+        return
+    position = 12
+    while position + 8 <= size:
+        header = read(position, 8)
+        if len(header) < 8:
+            return
+        length = int.from_bytes(header[4:8], "little")
+        yield header[:4], length, position + 8
+        position += 8 + length + (length & 1)
+
+
 def _check_wav_data_size(path: Path) -> None:
     """Refuse a RIFF WAV whose 'data' chunk declares more bytes than the file holds."""
     size = path.stat().st_size
     with open(path, "rb") as f:
-        if f.read(12)[8:12] != b"WAVE":
-            return
-        position = 12
-        while position + 8 <= size:
-            f.seek(position)
-            chunk_id, chunk_size = f.read(4), int.from_bytes(f.read(4), "little")
+        def read(offset: int, count: int) -> bytes:
+            f.seek(offset)
+            return f.read(count)
+
+        for chunk_id, chunk_size, body in riff_chunks(read, size):
             if chunk_id == b"data":
-                held = size - position - 8
+                held = size - body
                 if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > held:
                     raise VggishError(f"{path}: truncated: the header declares {chunk_size} bytes of audio, "
                                       f"the file holds {held}")
                 return
-            position += 8 + chunk_size + (chunk_size & 1)
 
 
 def resample(waveform: np.ndarray, rate: int, resampler: str = "soxr") -> np.ndarray:

@@ -30,13 +30,13 @@ from vggish_rt.engine.graph import pool_before_bias_relu
 from vggish_rt.engine.inputs import is_spectrogram
 from vggish_rt.engine.modeldir import ModelDirectory
 from vggish_rt.engine.pipeline import DEPTH, Batch, batches, run_batches
-from vggish_rt.engine.probe import probe_inputs
+from vggish_rt.engine.probe import examples_in, probe_inputs
 from vggish_rt.engine.progress import progress_bar
 from vggish_rt.engine.runner import Runner
 from vggish_rt.engine.session import resolve_placement
 from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, spectrogram_blocks
 from vggish_rt.engine.staging import BatchBuffers, DeviceBatchBuffers
-from vggish_rt.engine.windows import Hop, count_windows, cut_windows, window_times
+from vggish_rt.engine.windows import Hop, cut_windows, window_times
 
 NETWORK_FILES = {"fp32": "vggish.onnx", "fp16": "vggish.fp16.onnx", "int8": "vggish.int8.onnx"}
 E2E_FILES = {"fp32": "vggish.e2e.onnx", "fp16": "vggish.e2e.fp16.onnx", "int8": "vggish.e2e.int8.onnx"}
@@ -248,7 +248,7 @@ class Embedder:
         prepared = [self._input_blocks(item, sample_rate, options) for item in items]
         with progress_bar("embedding", progress) as bar:
             if progress:
-                bar.expect(sum(_expected_rows(item, sample_rate, options) for item in items))
+                bar.expect(_expected_rows(items, sample_rate, options))
             numbered = ((block, [], number) for number, (_, _, blocks) in enumerate(prepared) for block in blocks)
             parts = self._run(numbered, tuple(sorted({kind for _, kind, _ in prepared})), len(items), size, bar)
         results = [FileEmbeddings(source, *(np.concatenate([part[i] for part in pieces]) if pieces else empty
@@ -261,27 +261,27 @@ class Embedder:
     def _input_blocks(self, item: Input, sample_rate: int | None,
                       options: ReadOptions) -> tuple[Path | None, str, Iterator[Block]]:
         """(source, kind, blocks) of one input of :meth:`embed`; arrays are checked here, files as read."""
+        source: Path | None = None
         if isinstance(item, (str, os.PathLike)):
-            path = Path(item)
-            if is_spectrogram(path):
-                return path, "examples", spectrogram_blocks(path, dat_dtype=options.dat_dtype)
-            if self.frontend == "numpy":
-                return path, "examples", map(to_examples, audio_blocks(path, options))
-            return path, "windows", audio_blocks(path, options)
-        if _is_waveform_pair(item):
-            item, sample_rate = item
-        array = np.asarray(item)
-        if array.ndim == 3:
-            return None, "examples", _row_blocks("examples", _checked_examples(array), self.batch_size * 8)
-        if sample_rate is None:
-            raise VggishError(f"an array of shape {list(array.shape)} is a waveform: give its rate, as (samples, "
-                              "rate) or sample_rate=; log-mel examples are [N, 96, 64]")
-        waveform = _mono(pcm_to_float(array))
-        windows = cut_windows(resample(waveform, int(sample_rate), options.resampler), options.hop,
+            source = Path(item)
+            if is_spectrogram(source):
+                return source, "examples", spectrogram_blocks(source, dat_dtype=options.dat_dtype)
+            windows = audio_blocks(source, options)
+        else:
+            if _is_waveform_pair(item):
+                item, sample_rate = item
+            array = np.asarray(item)
+            if array.ndim == 3:
+                return None, "examples", _row_blocks("examples", _checked_examples(array), self.batch_size * 8)
+            if sample_rate is None:
+                raise VggishError(f"an array of shape {list(array.shape)} is a waveform: give its rate, as (samples, "
+                                  "rate) or sample_rate=; log-mel examples are [N, 96, 64]")
+            cut = cut_windows(resample(_mono(pcm_to_float(array)), int(sample_rate), options.resampler), options.hop,
                               options.pad_short, options.pad_tail)
+            windows = _row_blocks("windows", cut, self.batch_size * 8, options.hop)
         if self.frontend == "numpy":
-            return None, "examples", map(to_examples, _row_blocks("windows", windows, self.batch_size * 8, options.hop))
-        return None, "windows", _row_blocks("windows", windows, self.batch_size * 8, options.hop)
+            return source, "examples", map(to_examples, windows)
+        return source, "windows", windows
 
     def _run(self, blocks: Iterable[tuple[Block, list[list[str]], int]], kinds: tuple[str, ...], count: int,
              batch_size: int, advance: Callable[[int], None] = lambda _: None) -> list[list[tuple[np.ndarray, ...]]]:
@@ -371,14 +371,17 @@ def _row_blocks(kind: str, rows: np.ndarray, chunk: int, hop: Hop | None = None)
         yield Block(Path("<array>"), np.arange(first, first + len(part)), start_s, end_s, **{kind: part})
 
 
-def _expected_rows(item: Input, sample_rate: int | None, options: ReadOptions) -> int:
-    """The rows an input of :meth:`Embedder.embed` gives, for the progress bar (a file's from its header)."""
-    if isinstance(item, (str, os.PathLike)):
-        return probe_inputs([Path(item)], options).examples
-    if _is_waveform_pair(item):
-        item, sample_rate = item
-    array = np.asarray(item)
-    if array.ndim == 3 or not sample_rate:
-        return len(array) if array.ndim == 3 else 0
-    resampled = round(len(array) * params.SAMPLE_RATE / sample_rate)
-    return count_windows(resampled, options.hop, options.pad_short, options.pad_tail)
+def _expected_rows(items: list[Input], sample_rate: int | None, options: ReadOptions) -> int:
+    """The rows the inputs of :meth:`Embedder.embed` give, for the progress bar (files' from their headers)."""
+    paths = [Path(item) for item in items if isinstance(item, (str, os.PathLike))]
+    rows = probe_inputs(paths, options).examples
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            continue
+        samples, rate = item if _is_waveform_pair(item) else (item, sample_rate)
+        array = np.asarray(samples)
+        if array.ndim == 3:
+            rows += len(array)
+        elif rate:
+            rows += examples_in(len(array), rate, options)
+    return rows

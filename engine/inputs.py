@@ -91,12 +91,15 @@ def expand_inputs(items: list[str], say: Callable[[str], None] = lambda _: None)
             paths.extend(expand_inputs([os.path.join(".", m) if m.startswith("@") else m for m in matches], say))
             continue
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file())
-            hidden = [p for p in found if any(part.startswith(".") for part in p.relative_to(path).parts)]
+            found, hidden = [], 0
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                if any(part.startswith(".") for part in file.relative_to(path).parts):
+                    hidden += 1
+                else:
+                    found.append(file)
             if hidden:
-                say(f"note: {printable(str(path))}: {len(hidden)} hidden file(s) left out (names starting with '.', "
+                say(f"note: {printable(str(path))}: {hidden} hidden file(s) left out (names starting with '.', "
                     "such as .DS_Store; name them to embed them)")
-                found = [p for p in found if p not in set(hidden)]
             if not found:
                 raise VggishError(f"{path}: directory holds no files")
             paths.extend(found)

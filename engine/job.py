@@ -389,7 +389,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
 
 
 def _probe_failure(failures: list[tuple[int, str]]) -> VggishError:
-    """The error that stops an on_error='fail' job whose probe found bad inputs, before any work."""
+    """The error that stops an on_error='fail' job whose probe found bad inputs (its store discarded)."""
     more = len(failures) - 1
     others = f" (and {more} more bad input{'s' * (more > 1)})" if more else ""
     return VggishError(f"{failures[0][1]}{others}; nothing was embedded: with --on-error skip the job embeds the "

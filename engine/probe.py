@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vggish_rt.engine import params
-from vggish_rt.engine.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_length
+from vggish_rt.engine.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_length, riff_chunks
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable, refuse_float32_dat
 from vggish_rt.engine.sources import ReadOptions
@@ -45,12 +45,10 @@ def wav_length(head: bytes, size: int) -> tuple[int, int] | None:
     here (a tenth of libsndfile's cost through soundfile); None for anything else or anything unusual (not
     PCM or IEEE float, a rate out of range, a data chunk beyond ``head`` or the file, no frames), which
     :func:`~vggish_rt.engine.audio.audio_length` then reads, with its checks and messages."""
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    if head[:4] != b"RIFF":
         return None
-    position, fmt = 12, None
-    while position + 8 <= len(head):
-        chunk, length = head[position : position + 4], int.from_bytes(head[position + 4 : position + 8], "little")
-        body = position + 8
+    fmt = None
+    for chunk, length, body in riff_chunks(lambda offset, count: head[offset : offset + count], len(head)):
         if chunk == b"fmt " and length >= 16 and body + length <= len(head):
             tag, channels, rate = struct.unpack_from("<HHI", head, body)
             align, bits = struct.unpack_from("<HH", head, body + 12)
@@ -67,7 +65,6 @@ def wav_length(head: bytes, size: int) -> tuple[int, int] | None:
             if length > size - body:  # truncated: audio_length says so
                 return None
             return length // align, rate
-        position = body + length + (length & 1)
     return None
 
 
@@ -81,7 +78,11 @@ def input_examples(path: Path, options: ReadOptions = ReadOptions(), head: bytes
             refuse_float32_dat(path, spectrograms.read(0, 4))
         return len(spectrograms)
     length = wav_length(head, size) if head and Path(path).suffix.lower() in (".wav", ".wave") else None
-    frames, rate = length if length is not None else audio_length(path)
+    return examples_in(*(length if length is not None else audio_length(path)), options)
+
+
+def examples_in(frames: int, rate: int, options: ReadOptions = ReadOptions()) -> int:
+    """The examples ``frames`` samples at ``rate`` Hz give once resampled to 16 kHz and cut by ``options``."""
     samples = frames if rate == params.SAMPLE_RATE else round(frames * params.SAMPLE_RATE / rate)
     return count_windows(samples, options.hop, options.pad_short, options.pad_tail)
 
