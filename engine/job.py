@@ -47,7 +47,7 @@ from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.probe import ProbeReport, probe_input
 from vggish_rt.engine.shards import DeviceProcesses, Unit, plan_units
 from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, skip_rows, spectrogram_blocks
-from vggish_rt.engine.store import PartialStore, Rows
+from vggish_rt.engine.store import PartialStore, Rows, store_files
 
 Progress = Callable[[int], None]
 POOLS = ("none", "mean")
@@ -284,7 +284,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         raise VggishError(f"--on-error {options.on_error!r}: expected fail or skip")
     out = Path(out)
     check_output(out)
-    refuse_overwriting_inputs([out, index_path(out), failures_path(out)], sources)
+    refuse_overwriting_inputs([out, index_path(out), failures_path(out), *store_files(out)], sources)
     if out.suffix.lower() == ".tfrecord" and (options.postprocessor is None or options.pool != "none"):
         raise VggishError("--out .tfrecord holds quantized embeddings per example: use it with --postprocess "
                           "and without --pool")

@@ -138,6 +138,18 @@ def store_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+def lock_path(out: Path) -> Path:
+    """The lock a job writing ``out`` holds (see PartialStore)."""
+    return out.with_name(out.name + ".lock")
+
+
+def store_files(out: Path) -> list[Path]:
+    """Every existing file a job writing ``out`` would write over or remove besides the output itself: its
+    lock and what a killed run left in its store (to be refused as inputs, as the output is)."""
+    directory = store_path(out)
+    return [lock_path(out), *(sorted(directory.iterdir()) if directory.is_dir() else [])]
+
+
 class PartialStore:
     """Append-only rows + index with a journal; see the module docstring."""
 
@@ -167,16 +179,16 @@ class PartialStore:
         """Hold ``<out>.lock`` (an flock, let go by the kernel when this process ends, kill -9 included) for as
         long as this store is open: a second job writing the same output stops here, before it touches the
         first one's store."""
-        lock_path = self.out.with_name(self.out.name + ".lock")
+        lock = lock_path(self.out)
         try:
-            handle = open(lock_path, "a+")
+            handle = open(lock, "a+")
         except OSError as exc:
             raise VggishError(f"{self.out}: cannot write ({exc.strerror})") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise VggishError(f"--out {self.out}: another job is writing it now (it holds {lock_path}); wait for "
+            raise VggishError(f"--out {self.out}: another job is writing it now (it holds {lock}); wait for "
                               "it to end, or name another --out") from None
         handle.seek(0)
         handle.truncate()
@@ -315,5 +327,5 @@ class PartialStore:
     def _unlock_file(self) -> None:
         """Remove ``<out>.lock`` if this store held it."""
         if self._lock_file is not None:
-            self.out.with_name(self.out.name + ".lock").unlink(missing_ok=True)
+            lock_path(self.out).unlink(missing_ok=True)
 

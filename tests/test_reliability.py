@@ -20,7 +20,7 @@ from conftest import assert_one_line_error, run_cli, run_cli_peak_memory, write_
 from corpus import bad_input_names, bad_inputs, bad_model_directories, odd_inputs, pickled_pca
 from test_job import kill_at_rows, spectrogram_dat, wait_for_rows
 
-from vggish_rt.engine import Embedder
+from vggish_rt.engine import Embedder, VggishError
 from vggish_rt.engine.job import JobOptions, run_job
 from vggish_rt.engine.sources import ReadOptions
 
@@ -252,6 +252,15 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny_model, tm
     for case in cases:
         assert_one_line_error(run_cli(*case), "refusing to write over an input")
         assert (data.read_bytes(), (tmp_path / "e.npy").read_bytes()) == before, case
+    # An output in the inputs' folder: a killed run's lock and store beside it are inputs when the folder is
+    # named again (a directory gives every file); the job would truncate the lock and remove the store.
+    (tmp_path / "z.npy.partial").mkdir()
+    os.link(data, tmp_path / "z.npy.partial" / "rows.bin")
+    os.link(data, tmp_path / "z.npy.lock")
+    for leftover in (tmp_path / "z.npy.partial" / "rows.bin", tmp_path / "z.npy.lock"):
+        with pytest.raises(VggishError, match="refusing to write over an input"):
+            run_job([leftover], tmp_path / "z.npy", Embedder(tiny_model, device="cpu"), JobOptions())
+        assert data.read_bytes() == before[0] and leftover.exists()
 
 
 def test_a_second_job_on_the_same_output_is_refused_and_the_first_finishes(small_model, tmp_path):
