@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 
 from vggish_rt.engine.errors import VggishError
 
@@ -41,6 +42,7 @@ def runtime() -> ctypes.CDLL | None:
         lib.cudaGetErrorString.restype = ctypes.c_char_p
         lib.cudaHostAlloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_uint]
         lib.cudaFreeHost.argtypes = [ctypes.c_void_p]
+        lib.cudaFree.argtypes = [ctypes.c_void_p]
         lib.cudaMemsetAsync.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p]
         lib.cudaHostRegister.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint]
         lib.cudaHostUnregister.argtypes = [ctypes.c_void_p]
@@ -53,6 +55,21 @@ def device_count() -> int:
     lib = runtime()
     count = ctypes.c_int(0)
     return count.value if lib is not None and lib.cudaGetDeviceCount(ctypes.byref(count)) == 0 else 0
+
+
+def start_contexts(device_ids: tuple[int, ...]) -> None:
+    """Create each device's primary context (the one onnxruntime's sessions use) in a background thread, so
+    that it is made while the caller reads and prepares the model; errors are left to the sessions to report."""
+    lib = runtime()
+    if lib is None:
+        return
+
+    def start() -> None:
+        for device_id in device_ids:
+            if lib.cudaSetDevice(device_id) == 0:
+                lib.cudaFree(None)  # the runtime's idiom for "initialise the context now"
+
+    threading.Thread(target=start, name="vggish-cuda-contexts", daemon=True).start()
 
 
 def _check(lib: ctypes.CDLL, status: int, what: str) -> None:

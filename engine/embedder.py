@@ -21,7 +21,7 @@ from typing import Any, TextIO, Union
 
 import numpy as np
 
-from vggish_rt.engine import params
+from vggish_rt.engine import cudart, params
 from vggish_rt.engine.audio import check_samples, pcm_to_float, resample, to_mono
 from vggish_rt.engine.decoding import to_examples
 from vggish_rt.engine.errors import ArgumentError, DemoModelWarning, VggishError
@@ -123,7 +123,8 @@ class Embedder:
         self._runners: dict[tuple[str, int, int], Runner] = {}
         self._models: dict[str, bytes] = {}
         self._buffers: dict[tuple[int, int], BatchBuffers] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()          # the buffers
+        self._session_lock = threading.Lock()  # session creation: one at a time
 
     @property
     def devices(self) -> int:
@@ -157,11 +158,15 @@ class Embedder:
         """The runner for ``kind`` ('examples' or 'windows') on device number ``device``
         (session ``slot`` of ``sessions_per_device``), created on first use.
 
-        Sessions are created one at a time (creation holds the GIL and, on a GPU,
-        runs cuDNN's algorithm search).
+        Sessions are created one at a time; a runner already made is returned
+        without waiting for another's creation (creation releases the GIL, so
+        one session runs batches while the next is made).
         """
-        with self._lock:
-            key = (kind, device, slot)
+        key = (kind, device, slot)
+        runner = self._runners.get(key)
+        if runner is not None:
+            return runner
+        with self._session_lock:
             if key not in self._runners:
                 self.require(kind)
                 name = self.model_file(kind)
@@ -176,28 +181,33 @@ class Embedder:
     def _model_bytes(self, name: str) -> bytes:
         """Model file ``name``, verified; on CUDA with the exact GPU rewrites of engine.graph applied (once)."""
         if name not in self._models:
-            data = self.model.read_verified(name)
-            self._models[name] = pool_before_bias_relu(data) if self.placement.kind == "cuda" and self.gpu_rewrites else data
+            if self.placement.kind == "cuda" and self.gpu_rewrites:
+                self._models[name] = pool_before_bias_relu(*self.model.read_model(name))
+            else:
+                self._models[name] = self.model.read_verified(name)
         return self._models[name]
 
-    def worker(self, device: int, slot: int = 0) -> Callable[[Batch], np.ndarray]:
-        """Runs a pipeline Batch on device number ``device``, session ``slot``; applies ``relu`` when asked."""
-        def run(batch: Batch) -> np.ndarray:
-            values = self.runner(batch.kind, device, slot)(batch.inputs)
-            return np.maximum(values, 0.0, out=values) if self.relu else values
-        return run
+    def worker(self, device: int, slot: int = 0, kinds: tuple[str, ...] = ("examples",)) -> "Worker":
+        """Runs a pipeline Batch on device number ``device``, session ``slot``; applies ``relu`` when asked.
+        Its ``prepare`` creates its sessions for ``kinds``."""
+        return Worker(self, device, slot, kinds)
 
-    def workers(self, kinds: tuple[str, ...] = ("examples",)) -> list[Callable[[Batch], np.ndarray]]:
+    def workers(self, kinds: tuple[str, ...] = ("examples",)) -> list["Worker"]:
         """One worker per session: ``sessions_per_device`` on each device.
 
-        The sessions for ``kinds`` are created here, one after another in the
-        calling thread, before any worker thread starts.
+        The first session of each device is created here, in the calling thread,
+        so that a model that cannot run fails before any work; the others by
+        their worker's ``prepare``, which run_batches calls in the worker's
+        own thread: the first session runs its first batches (and cuDNN's
+        algorithm search) while the next is made. On CUDA the devices' contexts
+        are created while the model is read.
         """
-        slots = [(d, s) for s in range(self.sessions_per_device) for d in range(self.devices)]
+        if self.placement.kind == "cuda" and not self._runners:
+            cudart.start_contexts(self.placement.device_ids)
         for kind in kinds:
-            for device, slot in slots:
-                self.runner(kind, device, slot)
-        return [self.worker(d, s) for d, s in slots]
+            for device in range(self.devices):
+                self.runner(kind, device, 0)
+        return [self.worker(d, s, kinds) for s in range(self.sessions_per_device) for d in range(self.devices)]
 
     def batch_buffers(self, kinds: tuple[str, ...], workers: int) -> BatchBuffers:
         """Buffers for batches of ``kinds`` run by ``workers`` device workers through run_batches: one more
@@ -333,6 +343,22 @@ class Embedder:
 
 
 _EMPTY = (np.empty((0, params.EMBEDDING_SIZE), np.float32), np.empty(0), np.empty(0))
+
+
+class Worker:
+    """One session's share of run_batches: ``prepare()`` makes its sessions (in the worker's own thread, before
+    its first batch); a call runs a Batch -> float32 [n,128], with the Embedder's ``relu`` applied."""
+
+    def __init__(self, embedder: Embedder, device: int, slot: int, kinds: tuple[str, ...]) -> None:
+        self.embedder, self.device, self.slot, self.kinds = embedder, device, slot, kinds
+
+    def prepare(self) -> None:
+        for kind in self.kinds:
+            self.embedder.runner(kind, self.device, self.slot)
+
+    def __call__(self, batch: Batch) -> np.ndarray:
+        values = self.embedder.runner(batch.kind, self.device, self.slot)(batch.inputs)
+        return np.maximum(values, 0.0, out=values) if self.embedder.relu else values
 
 
 def _is_waveform_pair(item: object) -> bool:

@@ -91,12 +91,7 @@ def expand_inputs(items: list[str], say: Callable[[str], None] = lambda _: None)
             paths.extend(expand_inputs([os.path.join(".", m) if m.startswith("@") else m for m in matches], say))
             continue
         if path.is_dir():
-            found, hidden = [], 0
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                if any(part.startswith(".") for part in file.relative_to(path).parts):
-                    hidden += 1
-                else:
-                    found.append(file)
+            found, hidden = _files_under(path)
             if hidden:
                 say(f"note: {printable(str(path))}: {hidden} hidden file(s) left out (names starting with '.', "
                     "such as .DS_Store; name them to embed them)")
@@ -112,6 +107,32 @@ def expand_inputs(items: list[str], say: Callable[[str], None] = lambda _: None)
     if not paths:
         raise VggishError("no inputs given")
     return paths
+
+
+def _files_under(directory: Path) -> tuple[list[Path], int]:
+    """The files under ``directory`` (symbolic links to files included; linked directories not entered, as
+    ``Path.rglob`` does), sorted as Paths sort (by their parts), but hidden ones (any part of the name below
+    ``directory`` starting with '.'), which are only counted.
+
+    One ``scandir`` per directory, its entries' types from the directory itself: 10,000 files in 0.05 s
+    here, where ``rglob`` and a ``stat`` per file took 0.25 s.
+    """
+    found: list[tuple[str, ...]] = []
+    hidden = 0
+    pending: list[tuple[str, ...]] = [()]
+    while pending:
+        parts = pending.pop()
+        with os.scandir(os.path.join(directory, *parts)) as entries:
+            for entry in entries:
+                if entry.is_dir() and not entry.is_symlink():
+                    pending.append((*parts, entry.name))
+                elif entry.is_file():
+                    if entry.name.startswith(".") or any(part.startswith(".") for part in parts):
+                        hidden += 1
+                    else:
+                        found.append((*parts, entry.name))
+    found.sort()
+    return [directory.joinpath(*parts) for parts in found], hidden
 
 
 def refuse_float32_dat(path: Path, first_rows: np.ndarray) -> None:

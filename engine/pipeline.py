@@ -17,9 +17,9 @@ processes fed from this one producer through shared memory were slower
 (152,580 against 174,579 examples/s in fp32), since every batch then costs
 one more copy. Only fully
 independent processes, each reading its own input, scaled 2x; that is a job
-sharded by input (engine.shards runs this pipeline in each such process). Sessions are created one after
-another in the calling thread before the workers start (session creation holds
-the GIL).
+sharded by input (engine.shards runs this pipeline in each such process). A
+worker with a ``prepare`` (engine.embedder.Worker: its session) runs it in its
+own thread before taking a batch, so the workers ready first start the job.
 """
 from __future__ import annotations
 
@@ -162,6 +162,14 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
                 todo.put(_DONE)
 
     def work(worker: Callable[[Batch], np.ndarray]) -> None:
+        prepare = getattr(worker, "prepare", None)  # a worker's own start-up (its session), beside the others' work
+        try:
+            if prepare is not None:
+                prepare()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            done.put(exc)
+            done.put(_DONE)
+            return
         while True:
             batch = todo.get()
             if batch is _DONE or stop.is_set():

@@ -53,6 +53,47 @@ def test_order_is_preserved_across_workers(tiny_model):
     np.testing.assert_array_equal(np.concatenate([v for _, v in seen]), expected)
 
 
+class Preparing:
+    """A worker whose start-up (``prepare``) waits for ``ready`` or raises ``error``; it records its batches."""
+
+    def __init__(self, embedder, ready=None, error=None):
+        self.embedder, self.ready, self.error, self.ran, self.prepared_in = embedder, ready, error, [], None
+
+    def prepare(self):
+        self.prepared_in = threading.current_thread().name
+        if self.error is not None:
+            raise self.error
+        if self.ready is not None:
+            assert self.ready.wait(10)
+
+    def __call__(self, batch):
+        self.ran.append(batch.seq)
+        return self.embedder.runner("examples")(batch.inputs)
+
+
+def test_a_worker_still_preparing_holds_no_batch_back_and_its_failure_is_the_jobs(tiny_model):
+    embedder = Embedder(tiny_model, device="cpu", batch_size=7)
+    x = np.random.default_rng(2).normal(size=(60, 96, 64)).astype(np.float32)
+    expected = embedder.embed_examples(x)
+
+    def blocks():
+        return [(Block(Path("x"), np.arange(len(x)), np.full(len(x), np.nan), np.full(len(x), np.nan), examples=x), [], 0)]
+    ready = threading.Event()
+    slow, quick = Preparing(embedder, ready), Preparing(embedder)
+    seen = []
+    for batch, values in run_batches(batches(blocks(), 7), [slow, quick]):
+        seen.append(values)
+        if len(seen) == 9:  # every batch ran while the other worker was still making its session
+            ready.set()
+    np.testing.assert_array_equal(np.concatenate(seen), expected)
+    assert quick.ran == list(range(9)) and slow.ran == [] and slow.prepared_in.startswith("vggish-device")
+    with pytest.raises(MemoryError, match="no room for a second session"):
+        list(run_batches(batches(blocks(), 7), [Preparing(embedder), Preparing(embedder, error=MemoryError("no room for a second session"))]))
+    two = Embedder(tiny_model, device="cpu", batch_size=7, sessions_per_device=2)
+    np.testing.assert_array_equal(two.embed_examples(x), expected)
+    assert {key[2] for key in two._runners} == {0, 1}
+
+
 def test_batches_have_fixed_size_and_never_mix_kinds():
     def block(kind, n, number):
         data = np.zeros((n, 15600) if kind == "windows" else (n, 96, 64), np.float32)

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 
+import numpy as np
+import onnx
 import pytest
 
 from conftest import assert_one_line_error, run_cli
 from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.graph import pool_before_bias_relu
 from vggish_rt.engine.modeldir import ModelDirectory
+from vggish_rt.engine.session import create_session
 
 
 @pytest.fixture()
@@ -32,6 +37,8 @@ def test_tampered_model_file_is_refused(model_copy):
         f.write(b"\x00" * 8)
     with pytest.raises(VggishError, match="sha256 does not match"):
         ModelDirectory(model_copy).read_verified("vggish.onnx")
+    with pytest.raises(VggishError, match="sha256 does not match"):  # the GPU's reader (parsed while hashed)
+        ModelDirectory(model_copy).read_model("vggish.onnx")
     result = run_cli("embed", "--model", model_copy, "--device", "cpu", "--out", model_copy / "x.npy", model_copy / "none.npy")
     assert result.returncode == 2
     doctor = run_cli("doctor", "--model", model_copy)
@@ -69,3 +76,29 @@ def test_missing_model_directory_is_one_error_line(tmp_path):
     (tmp_path / "x.npy").write_bytes(b"")
     result = run_cli("embed", "--model", tmp_path / "nowhere", "--out", tmp_path / "o.npy", tmp_path / "x.npy")
     assert_one_line_error(result, "nowhere", "model directory not found")
+
+
+def test_the_gpu_rewrite_moves_each_pool_before_its_bias_and_relu_in_the_models_own_bytes(small_model):
+    data, parsed = ModelDirectory(small_model).read_model("vggish.e2e.onnx")
+    original = onnx.load_from_string(data)
+    rewritten = onnx.load_from_string(pool_before_bias_relu(data, parsed))
+    pools = [n for n in rewritten.graph.node if n.op_type == "MaxPool"]
+    assert len(pools) == 4
+    assert Counter(n.op_type for n in rewritten.graph.node) == \
+        Counter(n.op_type for n in original.graph.node) + Counter({"Add": len(pools)})
+    consumer = {name: n for n in rewritten.graph.node for name in n.input}
+    for pool in pools:  # Conv (no bias) -> MaxPool -> Add(bias) -> Relu
+        add = consumer[pool.output[0]]
+        assert add.op_type == "Add" and consumer[add.output[0]].op_type == "Relu"
+        assert len(next(n for n in rewritten.graph.node if pool.input[0] in n.output).input) == 2
+    added = rewritten.graph.initializer[len(original.graph.initializer):]
+    assert {t.name for t in added} == {n.input[1] for n in rewritten.graph.node if n.name.endswith("__bias")}
+    for model in (original, rewritten):  # every other byte is the original's
+        model.graph.ClearField("node")
+        del model.graph.initializer[len(original.graph.initializer):]
+    assert rewritten == original
+    # the same function (the CPU provider rounds a bias fused into its convolution differently: a tolerance)
+    windows = np.random.default_rng(0).uniform(-0.5, 0.5, (3, 15600)).astype(np.float32)
+    outputs = [create_session(model, "cpu", threads=1).run(None, {"waveform": windows})[0]
+               for model in (data, pool_before_bias_relu(data))]
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-4 * float(np.abs(outputs[0]).max()))

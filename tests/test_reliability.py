@@ -418,6 +418,28 @@ def test_input_lists_take_any_name_and_refuse_nested_lists(tmp_path):
         expand_inputs([f"@{listing}"])
 
 
+def test_a_directory_gives_its_files_in_path_order_without_hidden_ones_or_linked_directories(tmp_path):
+    """Sorted as Paths sort (part by part: 'a/b' before 'a b' and 'a-b'), symbolic links to files taken, linked
+    directories not entered, hidden names below the directory (and everything under a hidden folder) counted."""
+    from vggish_rt.engine.inputs import expand_inputs
+
+    root = tmp_path / "in"
+    for name in ["a-b", "a/b", "a/c/d.wav", "a b/c", "A", "10.wav", "9.wav", "b/.x", ".h/y.wav", "z/.git/c"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    (root / "z" / os.fsdecode(b"\xff.wav")).write_bytes(b"x")
+    (root / "file_link").symlink_to(root / "a" / "b")
+    (root / "dir_link").symlink_to(root / "a")
+    (root / "broken").symlink_to(root / "nowhere")
+    said = []
+    found = expand_inputs([str(root)], said.append)
+    assert [p.relative_to(root).as_posix() for p in found] == \
+        ["10.wav", "9.wav", "A", "a/b", "a/c/d.wav", "a b/c", "a-b", "file_link", "z/" + os.fsdecode(b"\xff.wav")]
+    assert found == sorted(p for p in root.rglob("*") if p.is_file() and ".h" not in p.parts and ".x" != p.name
+                           and ".git" not in p.parts)
+    assert len(said) == 1 and "3 hidden file(s) left out" in said[0]
+
+
 @pytest.mark.parametrize("on_error", ["fail", "skip"])
 def test_an_input_removed_during_the_job_is_named_not_the_output(small_model, tmp_path, on_error):
     """The job is paused after its first rows, its second input removed, and it goes on: the input is the
