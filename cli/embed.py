@@ -22,7 +22,7 @@ InputsArgument = Annotated[list[str], typer.Argument(
 HopOption = Annotated[float, typer.Option(callback=options.seconds(), help="Seconds between examples, rounded to whole 10 ms frames (reference: 0.96).")]
 PadShortOption = Annotated[bool, typer.Option(help="Zero-pad clips shorter than 0.975 s to one example (reference: none).")]
 PadTailOption = Annotated[bool, typer.Option(help="Also keep the last partial window, zero-padded.")]
-ResamplerOption = Annotated[str, typer.Option(help="soxr (fast, default) or resampy (the reference's, if installed).")]
+ResamplerOption = Annotated[str, typer.Option(help="soxr (fast, default); resampy (the reference's, if installed); onnx: the reference's resampy filter run inside the end-to-end graph, on the GPU when there is one (a deviation from the default; rates that are multiples of 25 Hz; embed only, not with --frontend numpy or --ray).")]
 DatDtypeOption = Annotated[str, typer.Option(help="Values of raw .dat inputs: float64 (the seed's) or float32.")]
 
 

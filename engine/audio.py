@@ -8,7 +8,8 @@ names neither is tried with libsndfile, then with FFmpeg. Integer PCM is scaled
 to [-1, 1) as the reference's int16 / 32768 (libsndfile scales every integer
 width the same way, and so does FFmpeg's conversion to float); channels are
 averaged; the rate is converted with soxr (default, high quality) or resampy
-(the reference's resampler, when installed).
+(the reference's resampler, when installed), or left as it is for the
+end-to-end graph to convert (``onnx``, engine.resampling).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     import av
     import soxr
 
-RESAMPLERS = ("soxr", "resampy")
+RESAMPLERS = ("soxr", "resampy", "onnx")  # onnx: in the end-to-end graph (engine.resampling)
 MIN_SAMPLE_RATE = 1_000      # Hz; outside this range a header is corrupt, not audio
 MAX_SAMPLE_RATE = 1_000_000
 
@@ -134,6 +135,8 @@ def resample(waveform: np.ndarray, rate: int, resampler: str = "soxr") -> np.nda
         except ImportError:
             raise VggishError("--resampler resampy needs resampy: pip install 'vggish-rt[resampy]'") from None
         return resampy.resample(waveform.astype(np.float64), rate, params.SAMPLE_RATE).astype(np.float32)
+    if resampler in RESAMPLERS:
+        raise ArgumentError("resampler", resampler, "resamples inside the end-to-end graph, not here: soxr or resampy")
     raise ArgumentError("resampler", resampler, f"expected one of {', '.join(RESAMPLERS)}")
 
 
@@ -164,7 +167,8 @@ def to_mono(block: np.ndarray, path: Path | str, integer: bool = False) -> np.nd
 
 
 def iter_audio(path: Path, resampler: str = "soxr", block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
-    """Decode ``path`` block by block -> float32 [S_i] mono samples at 16 kHz.
+    """Decode ``path`` block by block -> float32 [S_i] mono samples at 16 kHz (with ``onnx``, at the file's own
+    rate: the end-to-end graph resamples).
 
     soxr resamples as a stream, so memory stays near one block whatever the
     file's length; resampy has no streaming form, so with it the file is
@@ -182,7 +186,7 @@ def iter_audio(path: Path, resampler: str = "soxr", block_seconds: float = BLOCK
             if resampler == "resampy":
                 yield resample(to_mono(f.read(dtype="float32", always_2d=True), path), info.samplerate, resampler)
                 return
-            stream = _resample_stream(info.samplerate)
+            stream = _resample_stream(info.samplerate, resampler)
             frames = max(1, int(block_seconds * info.samplerate))
             while True:
                 block = _read_block(f, info.subtype, frames)
@@ -195,9 +199,9 @@ def iter_audio(path: Path, resampler: str = "soxr", block_seconds: float = BLOCK
         raise VggishError(f"{path}: cannot decode ({_cause(exc)})") from None
 
 
-def _resample_stream(rate: int) -> "soxr.ResampleStream | None":
-    """soxr's streaming resampler from ``rate`` to 16 kHz (None at 16 kHz)."""
-    if rate == params.SAMPLE_RATE:
+def _resample_stream(rate: int, resampler: str) -> "soxr.ResampleStream | None":
+    """soxr's streaming resampler from ``rate`` to 16 kHz (None at 16 kHz, and for the graph's resampler)."""
+    if rate == params.SAMPLE_RATE or resampler == "onnx":
         return None
     import soxr
 
@@ -243,7 +247,7 @@ def _iter_ffmpeg(path: Path, resampler: str, block_seconds: float) -> Iterator[n
                 raise VggishError(f"{path}: holds no audio samples")
             yield resample(to_mono(np.concatenate(whole), path), rate, resampler)
             return
-        stream, pending, held, started = _resample_stream(rate), [], 0, False
+        stream, pending, held, started = _resample_stream(rate, resampler), [], 0, False
         frames = max(1, int(block_seconds * rate))
         for block in blocks:
             pending.append(block)

@@ -45,16 +45,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vggish_rt.engine import cudart, params
+from vggish_rt.engine import cudart, params, resampling
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks
 from vggish_rt.engine.windows import window_times
 
-SLOT_ROWS = 64                # windows a slot holds (3.99 MB of float32; more log-mel examples fit)
+SLOT_ROWS = 64                # windows a slot holds (3.99 MB of float32; more log-mel examples, fewer native rows)
 SLOTS_PER_WORKER = 4          # files a worker may be ahead of the main process
-_SLOT_BYTES = SLOT_ROWS * params.EXAMPLE_SAMPLES * 4
-_ROW_SHAPES = {False: (params.EXAMPLE_SAMPLES,), True: (params.NUM_FRAMES, params.NUM_BANDS)}
+_SLOT_FLOATS = SLOT_ROWS * params.EXAMPLE_SAMPLES
+_SLOT_BYTES = _SLOT_FLOATS * 4
 _SINGLE_THREADED = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 _POLL_SECONDS = 1.0
 ARENA_PREFIX = "vggish-rt-decode-"  # then the job's pid: /dev/shm/vggish-rt-decode-<pid>-<random>
@@ -71,12 +71,21 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
-def _slots(arena: mmap.mmap | memoryview, count: int, numpy_frontend: bool) -> np.ndarray:
-    """The arena as ``count`` slots of rows: float32 [count, capacity, *row shape]."""
-    shape = _ROW_SHAPES[numpy_frontend]
-    capacity = _SLOT_BYTES // (4 * int(np.prod(shape)))
-    flat = np.frombuffer(arena, np.float32, count * _SLOT_BYTES // 4)
-    return flat.reshape(count, _SLOT_BYTES // 4)[:, : capacity * int(np.prod(shape))].reshape(count, capacity, *shape)
+def _slots(arena: mmap.mmap | memoryview, count: int) -> np.ndarray:
+    """The arena as ``count`` slots: float32 [count, floats a slot holds]."""
+    return np.frombuffer(arena, np.float32, count * _SLOT_FLOATS).reshape(count, _SLOT_FLOATS)
+
+
+def _slot_rows(slots: np.ndarray, slot: int, row_shape: tuple[int, ...]) -> np.ndarray:
+    """Slot ``slot`` as rows of ``row_shape``: float32 [as many as fit, *row_shape]."""
+    width = int(np.prod(row_shape))
+    capacity = _SLOT_FLOATS // width
+    return slots[slot, : capacity * width].reshape(capacity, *row_shape)
+
+
+def _row_shape(numpy_frontend: bool, rate: int) -> tuple[int, ...]:
+    """The rows a worker writes for audio at ``rate``: log-mel examples, 16 kHz windows or native rows."""
+    return resampling.row_shape("examples" if numpy_frontend else resampling.kind(rate))
 
 
 def exit_with(pid: int) -> None:
@@ -123,8 +132,7 @@ def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, o
         signal.signal(stop, signal.SIG_IGN)      # main process's to handle; this one follows it
     with open(arena_path, "r+b") as f:
         arena = mmap.mmap(f.fileno(), slot_count * _SLOT_BYTES)
-    slots = _slots(arena, slot_count, numpy_frontend)
-    capacity = slots.shape[1]
+    slots = _slots(arena, slot_count)
     mine = list(range(worker * SLOTS_PER_WORKER, (worker + 1) * SLOTS_PER_WORKER))
     results.put(("ready", worker))
     while True:
@@ -134,21 +142,22 @@ def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, o
         number, path = task
         slot, filled, first = None, 0, 0
         try:
-            for block in audio_blocks(Path(path), options):
+            for block in audio_blocks(Path(path), options):  # one rate, so one row shape, a file
                 rows = to_examples(block).examples if numpy_frontend else block.windows
                 done = 0
                 while done < len(rows):
                     if slot is None:
                         slot = mine.pop() if mine else free.get()
                         filled, first = 0, int(block.index[done])
-                    take = min(capacity - filled, len(rows) - done)
-                    slots[slot, filled : filled + take] = rows[done : done + take]
+                        view = _slot_rows(slots, slot, rows.shape[1:])
+                    take = min(len(view) - filled, len(rows) - done)
+                    view[filled : filled + take] = rows[done : done + take]
                     filled, done = filled + take, done + take
-                    if filled == capacity:
-                        results.put(("rows", number, slot, filled, first))
+                    if filled == len(view):
+                        results.put(("rows", number, slot, filled, first, block.rate))
                         slot = None
             if slot is not None:
-                results.put(("rows", number, slot, filled, first))
+                results.put(("rows", number, slot, filled, first, block.rate))
             results.put(("done", number))
         except VggishError as exc:  # after the rows it gave: the caller decides whether it is fatal
             if slot is not None:
@@ -200,7 +209,7 @@ class DecodePool:
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)
-        self._slots = _slots(self._arena, count, self.numpy_frontend)
+        self._slots = _slots(self._arena, count)
         address = np.frombuffer(self._arena, np.uint8).ctypes.data
         if self.pinned and cudart.host_register(address, count * _SLOT_BYTES):
             self._registered = address
@@ -279,11 +288,12 @@ class DecodePool:
             if message[0] == "failed":
                 raise VggishError(message[2])
             if message[0] == "rows":
-                _, _, slot, count, first = message
+                _, _, slot, count, first, rate = message
                 start_s, end_s = window_times(count, self.options.hop, first * self.options.hop.samples)
-                rows = self._slots[slot, :count]
+                rows = _slot_rows(self._slots, slot, _row_shape(self.numpy_frontend, rate))[:count]
                 yield Block(path, np.arange(first, first + count), start_s, end_s,
-                            **{"examples" if self.numpy_frontend else "windows": rows}, release=self._release(slot))
+                            **{"examples" if self.numpy_frontend else "windows": rows}, release=self._release(slot),
+                            rate=rate)
 
 
 @contextmanager

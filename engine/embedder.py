@@ -21,8 +21,8 @@ from typing import Any, TextIO, Union
 
 import numpy as np
 
-from vggish_rt.engine import cudart, params
-from vggish_rt.engine.audio import check_samples, pcm_to_float, resample, to_mono
+from vggish_rt.engine import cudart, params, resampling
+from vggish_rt.engine.audio import audio_length, check_samples, pcm_to_float, resample, to_mono
 from vggish_rt.engine.decoding import to_examples
 from vggish_rt.engine.errors import ArgumentError, DemoModelWarning, VggishError
 from vggish_rt.engine.frontend import log_mel_examples
@@ -143,8 +143,13 @@ class Embedder:
         return arguments
 
     def model_file(self, kind: str) -> str:
-        """The model file that runs inputs of ``kind``: 'examples' (log-mel) or 'windows' (audio)."""
-        return E2E_FILES[self.precision] if kind == "windows" and self.frontend == "onnx" else NETWORK_FILES[self.precision]
+        """The model file that runs inputs of ``kind``: 'examples' (log-mel), or audio: 'windows' (16 kHz) and
+        native rows 'windows@RATE' (resampled in the graph, engine.resampling)."""
+        return E2E_FILES[self.precision] if kind != "examples" and self.frontend == "onnx" else NETWORK_FILES[self.precision]
+
+    def batch_rows(self, kind: str) -> int:
+        """Rows in a batch of ``kind``: ``batch_size`` (fewer for native rows wider than 48 kHz's)."""
+        return resampling.batch_rows(kind, self.batch_size)
 
     def require(self, kind: str) -> None:
         """Refuse, before any work, a model directory lacking the file for inputs of ``kind``."""
@@ -169,23 +174,27 @@ class Embedder:
         with self._session_lock:
             if key not in self._runners:
                 self.require(kind)
-                name = self.model_file(kind)
-                input_name, row_shape = ((params.ONNX_FEATURES, (params.NUM_FRAMES, params.NUM_BANDS)) if kind == "examples"
-                                         else (params.ONNX_WAVEFORM, (params.EXAMPLE_SAMPLES,)))
+                input_name = params.ONNX_FEATURES if kind == "examples" else params.ONNX_WAVEFORM
                 device_id = self.placement.device_ids[device] if self.placement.device_ids else 0
-                self._runners[key] = Runner(self._model_bytes(name), input_name, row_shape, self.batch_size,
-                                            self.placement.kind, device_id, self.threads, self.cuda_options,
-                                            self.tensorrt_cache)
+                self._runners[key] = Runner(self._model_bytes(kind), input_name, resampling.row_shape(kind),
+                                            self.batch_rows(kind), self.placement.kind, device_id, self.threads,
+                                            self.cuda_options, self.tensorrt_cache)
             return self._runners[key]
 
-    def _model_bytes(self, name: str) -> bytes:
-        """Model file ``name``, verified; on CUDA with the exact GPU rewrites of engine.graph applied (once)."""
+    def _model_bytes(self, kind: str) -> bytes:
+        """The model that runs ``kind``, verified; on CUDA with the exact GPU rewrites of engine.graph applied;
+        for native rows with the resampling front in front (engine.resampling). Made once each."""
+        name, rate = self.model_file(kind), resampling.kind_rate(kind) if kind != "examples" else params.SAMPLE_RATE
         if name not in self._models:
             if self.placement.kind == "cuda" and self.gpu_rewrites:
                 self._models[name] = pool_before_bias_relu(*self.model.read_model(name))
             else:
                 self._models[name] = self.model.read_verified(name)
-        return self._models[name]
+        if rate == params.SAMPLE_RATE:
+            return self._models[name]
+        if kind not in self._models:
+            self._models[kind] = resampling.with_resampler(self._models[name], rate)
+        return self._models[kind]
 
     def worker(self, device: int, slot: int = 0, kinds: tuple[str, ...] = ("examples",)) -> "Worker":
         """Runs a pipeline Batch on device number ``device``, session ``slot``; applies ``relu`` when asked.
@@ -218,9 +227,8 @@ class Embedder:
         memory costs far more than a batch: made per call, it halved the
         engine bench on an H200); one run at a time uses them.
         """
-        row_floats = max(params.EXAMPLE_SAMPLES if kind == "windows" else params.NUM_FRAMES * params.NUM_BANDS
-                         for kind in kinds)
-        key = (DEPTH * workers + 2, 4 * row_floats * self.batch_size)
+        batch_floats = max(int(np.prod(resampling.row_shape(kind))) * self.batch_rows(kind) for kind in kinds)
+        key = (DEPTH * workers + 2, 4 * batch_floats)
         with self._lock:
             if key not in self._buffers:
                 if self.placement.kind == "cuda" and self.devices == 1:
@@ -252,6 +260,8 @@ class Embedder:
         if not items:
             return []
         size = batch_size or self.batch_size
+        if self.frontend == "numpy":
+            resampling.refuse_in_graph(options.resampler, "frontend='numpy'")
         if not 1 <= size <= self.batch_size:
             raise VggishError(f"batch_size {size}: expected 1 to this Embedder's batch_size ({self.batch_size}); "
                               "make the Embedder with a larger batch_size")
@@ -276,6 +286,7 @@ class Embedder:
             source = Path(item)
             if is_spectrogram(source):
                 return source, "examples", spectrogram_blocks(source, dat_dtype=options.dat_dtype)
+            kind = resampling.kind(audio_length(source)[1]) if options.resampler == resampling.IN_GRAPH else "windows"
             windows = audio_blocks(source, options)
         else:
             if _is_waveform_pair(item):
@@ -286,12 +297,18 @@ class Embedder:
             if sample_rate is None:
                 raise VggishError(f"an array of shape {list(array.shape)} is a waveform: give its rate, as (samples, "
                                   "rate) or sample_rate=; log-mel examples are [N, 96, 64]")
-            cut = cut_windows(resample(_mono(pcm_to_float(array)), int(sample_rate), options.resampler), options.hop,
-                              options.pad_short, options.pad_tail)
-            windows = _row_blocks("windows", cut, self.batch_size * 8, options.hop)
+            samples, rate = _mono(pcm_to_float(array)), int(sample_rate)
+            if options.resampler == resampling.IN_GRAPH and rate != params.SAMPLE_RATE:
+                resampling.check_rate(rate, options.hop, "a waveform")
+                kind, cut = resampling.kind(rate), resampling.native_rows(samples, rate, options.hop, options.pad_short,
+                                                                          options.pad_tail)
+            else:
+                kind, cut = "windows", cut_windows(resample(samples, rate, options.resampler), options.hop,
+                                                   options.pad_short, options.pad_tail)
+            windows = _row_blocks("windows", cut, self.batch_size * 8, options.hop, resampling.kind_rate(kind))
         if self.frontend == "numpy":
             return source, "examples", map(to_examples, windows)
-        return source, "windows", windows
+        return source, kind, windows
 
     def _run(self, blocks: Iterable[tuple[Block, list[list[str]], int]], kinds: tuple[str, ...], count: int,
              batch_size: int, advance: Callable[[int], None] = lambda _: None) -> list[list[tuple[np.ndarray, ...]]]:
@@ -299,7 +316,8 @@ class Embedder:
         devices -> for each input number, its pieces (embeddings float32 [n,128], start_s, end_s), in order."""
         parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(count)]
         workers = self.workers(kinds) if kinds else []
-        stream = batches(blocks, batch_size, buffers=self.batch_buffers(kinds, len(workers)) if kinds else None)
+        stream = batches(blocks, lambda kind: min(batch_size, self.batch_rows(kind)),
+                         buffers=self.batch_buffers(kinds, len(workers)) if kinds else None)
         for batch, values in run_batches(stream, workers):
             edges = np.flatnonzero(np.diff(batch.numbers)) + 1
             for rows in np.split(np.arange(len(values)), edges):
@@ -385,16 +403,17 @@ def _mono(waveform: np.ndarray) -> np.ndarray:
     return waveform
 
 
-def _row_blocks(kind: str, rows: np.ndarray, chunk: int, hop: Hop | None = None) -> Iterator[Block]:
-    """An array's rows (``kind`` 'examples' [N,96,64] or 'windows' [N,15600]) as blocks of ``chunk`` rows; times
-    from ``hop`` for windows cut from a waveform, else NaN."""
+def _row_blocks(kind: str, rows: np.ndarray, chunk: int, hop: Hop | None = None,
+                rate: int = params.SAMPLE_RATE) -> Iterator[Block]:
+    """An array's rows (``kind`` 'examples' [N,96,64] or 'windows' [N,15600], or native rows of audio at ``rate``)
+    as blocks of ``chunk`` rows; times from ``hop`` for windows cut from a waveform, else NaN."""
     for first in range(0, len(rows), chunk):
         part = rows[first : first + chunk]
         if hop is not None:
             start_s, end_s = window_times(len(part), hop, first * hop.samples)
         else:
             start_s = end_s = np.full(len(part), np.nan)
-        yield Block(Path("<array>"), np.arange(first, first + len(part)), start_s, end_s, **{kind: part})
+        yield Block(Path("<array>"), np.arange(first, first + len(part)), start_s, end_s, **{kind: part}, rate=rate)
 
 
 def _expected_rows(items: list[Input], sample_rate: int | None, options: ReadOptions) -> int:

@@ -70,16 +70,17 @@ def pool_before_bias_relu(model: bytes, proto: onnx.ModelProto | None = None) ->
     return with_graph_nodes(model, onnx.GraphProto(node=nodes, initializer=graph.initializer[added_from:]))
 
 
-_MODEL_GRAPH, _GRAPH_NODE, _LENGTH_DELIMITED = 7, 1, 2  # onnx.proto's field numbers; protobuf's wire type
+_MODEL_GRAPH, _GRAPH_NODE, _GRAPH_INPUT, _LENGTH_DELIMITED = 7, 1, 11, 2  # onnx.proto's fields; a wire type
 
 
-def with_graph_nodes(model: bytes, replacement: onnx.GraphProto) -> bytes:
+def with_graph_nodes(model: bytes, replacement: onnx.GraphProto, replaced: tuple[int, ...] = (_GRAPH_NODE,)) -> bytes:
     """A serialized ModelProto whose graph's nodes are ``replacement``'s nodes, and its initializers the
-    original's followed by ``replacement``'s; every other byte is the original's, copied once.
+    original's followed by ``replacement``'s; every other byte is the original's, copied once. ``replaced``:
+    the graph's fields that ``replacement`` replaces (its nodes; :func:`with_front` its inputs too).
 
     Protobuf fields may come in any order and repeated ones accumulate, so the
-    graph's node fields are cut out of its bytes and ``replacement``'s fields
-    appended to what is left; the graph's length prefix is written anew.
+    replaced fields are cut out of the graph's bytes and ``replacement``'s
+    fields appended to what is left; the graph's length prefix is written anew.
     """
     view = memoryview(model)
     pieces: list[bytes | memoryview] = []
@@ -88,7 +89,7 @@ def with_graph_nodes(model: bytes, replacement: onnx.GraphProto) -> bytes:
         if number != _MODEL_GRAPH or wire != _LENGTH_DELIMITED:
             pieces.append(view[start:end])
             continue
-        kept = [view[s:e] for n, _, s, _, e in _fields(view, value, end) if n != _GRAPH_NODE]
+        kept = [view[s:e] for n, _, s, _, e in _fields(view, value, end) if n not in replaced]
         extra = b"" if appended else replacement.SerializeToString()
         appended = True
         pieces += [_varint_bytes(_MODEL_GRAPH << 3 | _LENGTH_DELIMITED),
@@ -96,6 +97,27 @@ def with_graph_nodes(model: bytes, replacement: onnx.GraphProto) -> bytes:
     if not appended:
         raise ValueError("not a model with a graph")
     return b"".join(pieces)
+
+
+def with_front(model: bytes, name: str, nodes: list[onnx.NodeProto], initializers: list[onnx.TensorProto],
+               graph_input: onnx.ValueInfoProto, computed: str) -> bytes:
+    """``model`` (serialized) with its graph input ``name`` computed by ``nodes`` from a new graph input,
+    ``graph_input``, as the tensor ``computed``: the model's own nodes read ``computed`` where they read
+    ``name``. Only the graph's nodes and inputs are parsed, never its weights."""
+    view = memoryview(model)
+    own_nodes, own_inputs = [], []
+    for graph in ((value, end) for number, wire, _, value, end in _fields(view, 0, len(view))
+                  if number == _MODEL_GRAPH and wire == _LENGTH_DELIMITED):
+        for number, _, _, value, end in _fields(view, *graph):
+            if number == _GRAPH_NODE:
+                own_nodes.append(onnx.NodeProto.FromString(bytes(view[value:end])))
+            elif number == _GRAPH_INPUT:
+                own_inputs.append(onnx.ValueInfoProto.FromString(bytes(view[value:end])))
+    for node in own_nodes:
+        node.input[:] = [computed if tensor == name else tensor for tensor in node.input]
+    inputs = [graph_input] + [i for i in own_inputs if i.name != name]
+    return with_graph_nodes(model, onnx.GraphProto(node=[*nodes, *own_nodes], input=inputs, initializer=initializers),
+                            (_GRAPH_NODE, _GRAPH_INPUT))
 
 
 def _fields(data: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:

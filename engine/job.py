@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from vggish_rt.engine import params
+from vggish_rt.engine import params, resampling
+from vggish_rt.engine.audio import audio_length
 from vggish_rt.engine.decoding import DecodePool, started_beside, to_examples
 from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import Interrupted, VggishError
@@ -45,6 +46,7 @@ from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.probe import ProbeReport, probe_input
+from vggish_rt.engine.resampling import sized_kinds
 from vggish_rt.engine.shards import DeviceProcesses, Unit, plan_units
 from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, skip_rows, spectrogram_blocks
 from vggish_rt.engine.store import PartialStore, Rows, store_files
@@ -288,8 +290,9 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     if out.suffix.lower() == ".tfrecord" and (options.postprocessor is None or options.pool != "none"):
         raise VggishError("--out .tfrecord holds quantized embeddings per example: use it with --postprocess "
                           "and without --pool")
-    kinds = tuple(sorted({"examples" if is_spectrogram(s) or embedder.frontend == "numpy" else "windows"
-                          for s in sources}))
+    if embedder.frontend == "numpy":
+        resampling.refuse_in_graph(options.read.resampler, "frontend='numpy'")
+    kinds = _row_kinds(sources, embedder, options.read)
     for kind in kinds:
         embedder.require(kind)
     columns, metadata, offsets = None, None, None
@@ -351,7 +354,8 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
 
         try:
             if processes == 0:
-                stream = batches(producer, embedder.batch_size, producer.snapshot, embedder.batch_buffers(kinds, len(workers)))
+                stream = batches(producer, embedder.batch_rows, producer.snapshot,
+                                 embedder.batch_buffers(sized_kinds(kinds, options.read.resampler), len(workers)))
                 for batch, values in run_batches(stream, workers):
                     append(batch.rows(values), batch.numbers, lambda: batch.position)
             else:
@@ -386,6 +390,28 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     _write_failures(out, report)
     report.rows = written  # what the output holds, pooled or not
     return report
+
+
+def _row_kinds(sources: list[Path], embedder: Embedder, options: ReadOptions) -> tuple[str, ...]:
+    """The kinds of rows whose sessions are made before the job starts: log-mel 'examples', audio 'windows',
+    or with the graph's resampler the native rows of the first audio input's rate (others' sessions are made
+    when their first batch comes)."""
+    kinds = set()
+    for source in sources:
+        if is_spectrogram(source) or embedder.frontend == "numpy":
+            kinds.add("examples")
+        elif not any(kind != "examples" for kind in kinds):
+            kinds.add(_audio_kind(source, options))
+    return tuple(sorted(kinds))
+
+
+def _audio_kind(source: Path, options: ReadOptions) -> str:
+    if options.resampler != resampling.IN_GRAPH:
+        return "windows"
+    try:
+        return resampling.kind(audio_length(source)[1])
+    except VggishError:  # a bad first file: reported when read; the sessions are for the usual rate
+        return "windows"
 
 
 def _probe_failure(failures: list[tuple[int, str]]) -> VggishError:

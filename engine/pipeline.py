@@ -62,13 +62,10 @@ class Batch:
         return Rows(self.sources, self.index, self.start_s, self.end_s, values, self.metadata)
 
 
-def _kind(block: Block) -> str:
-    return "windows" if block.windows is not None else "examples"
-
-
-def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: int,
+def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: int | Callable[[str], int],
             snapshot: Callable[[], dict[str, Any]] = dict, buffers: BatchBuffers | None = None) -> Iterator[Batch]:
-    """Cut (block, metadata rows, source number) triples into Batches of ``batch_size`` rows.
+    """Cut (block, metadata rows, source number) triples into Batches of ``batch_size`` rows (a number, or the
+    rows of a batch of each kind: engine.resampling.batch_rows).
 
     Rows are copied into the batch's float32 inputs as their block arrives, and
     a block's ``release`` is called once all its rows are copied, so the
@@ -80,7 +77,8 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: in
     them, each batch gets a new array.
     """
     pieces: list[tuple[Block, list[list[str]], int, int, int]] = []  # (block, metadata, start, stop, number)
-    filled, seq, kind, number = 0, 0, None, 0
+    rows_of = batch_size if callable(batch_size) else lambda _: batch_size
+    filled, seq, kind, number, size = 0, 0, None, 0, 0
     inputs: BatchInputs | None = None
     give_back: Callable[[], None] | None = None
 
@@ -101,24 +99,24 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: in
         return batch
 
     for block, metadata, block_number in blocks:
-        if filled and _kind(block) != kind:
+        if filled and block.kind != kind:
             yield emit()
-        kind, number = _kind(block), block_number
+        kind, number, size = block.kind, block_number, rows_of(block.kind)
         data = block.windows if block.windows is not None else block.examples
         start = 0
         while start < len(block):
             if inputs is None:
-                shape = (batch_size, *data.shape[1:])
+                shape = (size, *data.shape[1:])
                 if buffers is not None:
                     inputs, give_back = buffers.take(shape)
                 else:
                     inputs = HostInputs(np.empty(shape, np.float32))
-            take = min(batch_size - filled, len(block) - start)
+            take = min(size - filled, len(block) - start)
             inputs.put(filled, data[start : start + take])
             pieces.append((block, metadata, start, start + take, block_number))
             filled += take
             start += take
-            if filled == batch_size:
+            if filled == size:
                 if start == len(block) and block.release is not None:
                     block.release()
                     block.release = None

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vggish_rt.engine import params
+from vggish_rt.engine import params, resampling
 from vggish_rt.engine.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_length, riff_chunks
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable, refuse_float32_dat
@@ -78,12 +78,20 @@ def input_examples(path: Path, options: ReadOptions = ReadOptions(), head: bytes
             refuse_float32_dat(path, spectrograms.read(0, 4))
         return len(spectrograms)
     length = wav_length(head, size) if head and Path(path).suffix.lower() in (".wav", ".wave") else None
-    return examples_in(*(length if length is not None else audio_length(path)), options)
+    frames, rate = length if length is not None else audio_length(path)
+    if options.resampler == resampling.IN_GRAPH and rate != params.SAMPLE_RATE:
+        resampling.check_rate(rate, options.hop, str(path))
+    return examples_in(frames, rate, options)
 
 
 def examples_in(frames: int, rate: int, options: ReadOptions = ReadOptions()) -> int:
     """The examples ``frames`` samples at ``rate`` Hz give once resampled to 16 kHz and cut by ``options``."""
-    samples = frames if rate == params.SAMPLE_RATE else round(frames * params.SAMPLE_RATE / rate)
+    if rate == params.SAMPLE_RATE:
+        samples = frames
+    elif options.resampler == resampling.IN_GRAPH:  # resampy's length, which the graph's resampler keeps
+        samples = resampling.output_length(frames, rate)
+    else:
+        samples = round(frames * params.SAMPLE_RATE / rate)
     return count_windows(samples, options.hop, options.pad_short, options.pad_tail)
 
 

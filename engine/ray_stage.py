@@ -39,6 +39,7 @@ from vggish_rt.engine.formats import lines_table, parquet_table
 from vggish_rt.engine.inputs import is_spectrogram, printable
 from vggish_rt.engine.job import JobReport, OverflowGuard
 from vggish_rt.engine.postprocess import Postprocessor
+from vggish_rt.engine.resampling import refuse_in_graph
 from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, spectrogram_blocks
 from vggish_rt.engine.store import INDEX_COLUMNS, Rows, index_lines
 
@@ -132,6 +133,7 @@ def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any]
     """
     import ray
 
+    refuse_in_graph(windows.resampler, "the Ray stage")
     out = Path(out)
     if out.exists():
         raise VggishError(f"--out {out}: exists; with --ray, --out names a new directory of Parquet shards")

@@ -33,6 +33,7 @@ import numpy as np
 from vggish_rt.engine.decoding import DecodePool, default_workers, exit_with, started_beside, to_examples
 from vggish_rt.engine.errors import DemoModelWarning, VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
+from vggish_rt.engine.resampling import sized_kinds
 from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, skip_rows, spectrogram_blocks
 from vggish_rt.engine.store import Rows
 
@@ -105,7 +106,7 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
     with started_beside(pool) as pool_ready:  # the decoding workers start while the sessions are made
         try:
             runners = embedder.workers(kinds)
-            buffers = embedder.batch_buffers(kinds, len(runners))
+            buffers = embedder.batch_buffers(sized_kinds(kinds, options.resampler), len(runners))
             pool = pool_ready()
         except VggishError as exc:
             results.put(("error", str(exc)))
@@ -139,7 +140,7 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
                 results.put(("end", uid, rows, error))
 
         try:
-            for batch, values in run_batches(batches(blocks(), embedder.batch_size, buffers=buffers), runners):
+            for batch, values in run_batches(batches(blocks(), embedder.batch_rows, buffers=buffers), runners):
                 cuts = [0, *(np.flatnonzero(np.diff(batch.numbers)) + 1).tolist(), len(values)]
                 for a, z in zip(cuts[:-1], cuts[1:]):
                     results.put(("rows", int(batch.numbers[a]), batch.index[a:z], batch.start_s[a:z],

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vggish_rt.engine.audio import iter_audio
+from vggish_rt.engine import params, resampling
+from vggish_rt.engine.audio import audio_length, iter_audio
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.inputs import open_spectrograms, peak_magnitude, refuse_float32_dat
 from vggish_rt.engine.windows import DEFAULT_HOP, Hop, WindowStream, window_times
@@ -48,7 +49,8 @@ class Block:
     ``start_s``/``end_s``: float64 [n] seconds, NaN for spectrograms.
     ``release``: set when the rows are views of memory to be given back (a
     decoding worker's shared-memory slot, engine.decoding); the batcher calls
-    it once it has copied every row.
+    it once it has copied every row. ``rate``: the audio's rate; at another
+    than 16 kHz, ``windows`` holds native rows (engine.resampling) instead.
     """
 
     source: Path
@@ -58,28 +60,40 @@ class Block:
     windows: np.ndarray | None = None
     examples: np.ndarray | None = None
     release: Callable[[], None] | None = None
+    rate: int = params.SAMPLE_RATE
 
     def __len__(self) -> int:
         return len(self.index)
 
+    @property
+    def kind(self) -> str:
+        """Its rows' kind: 'examples', 'windows', or native rows 'windows@RATE' (engine.resampling)."""
+        return "examples" if self.windows is None else resampling.kind(self.rate)
 
-def _window_block(source: Path, windows: np.ndarray, first: int, hop: Hop) -> Block:
+
+def _window_block(source: Path, windows: np.ndarray, first: int, hop: Hop, rate: int = params.SAMPLE_RATE) -> Block:
     start_s, end_s = window_times(len(windows), hop, first * hop.samples)
-    return Block(source, np.arange(first, first + len(windows)), start_s, end_s, windows=windows)
+    return Block(source, np.arange(first, first + len(windows)), start_s, end_s, windows=windows, rate=rate)
 
 
 def audio_blocks(source: Path, options: ReadOptions = ReadOptions()) -> Iterator[Block]:
-    """Window blocks of one audio file, in order (no block for a clip too short to give an example)."""
-    stream = WindowStream(options.hop, options.pad_short, options.pad_tail)
+    """Window blocks of one audio file, in order (no block for a clip too short to give an example); with
+    ``resampler='onnx'``, a file at another rate than 16 kHz gives native rows (engine.resampling)."""
+    rate = audio_length(source)[1] if options.resampler == resampling.IN_GRAPH else params.SAMPLE_RATE
+    if rate != params.SAMPLE_RATE:
+        resampling.check_rate(rate, options.hop, str(source))
+        stream = resampling.NativeRowStream(rate, options.hop, options.pad_short, options.pad_tail)
+    else:
+        stream = WindowStream(options.hop, options.pad_short, options.pad_tail)
     for samples in iter_audio(source, options.resampler):
         first = stream.emitted
         windows = stream.push(samples)
         if len(windows):
-            yield _window_block(source, windows, first, options.hop)
+            yield _window_block(source, windows, first, options.hop, rate)
     first = stream.emitted
     tail = stream.finish()
     if len(tail):
-        yield _window_block(source, tail, first, options.hop)
+        yield _window_block(source, tail, first, options.hop, rate)
 
 
 def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int | None = None,
@@ -113,7 +127,7 @@ def skip_rows(blocks: Iterable[Block], skip: int) -> Iterator[Block]:
             continue
         kept = Block(block.source, block.index[keep], block.start_s[keep], block.end_s[keep],
                      None if block.windows is None else block.windows[keep],
-                     None if block.examples is None else block.examples[keep])
+                     None if block.examples is None else block.examples[keep], rate=block.rate)
         if block.release is not None:
             block.release()
         if len(kept):

@@ -1,0 +1,274 @@
+"""Resampling inside the end-to-end graph (``--resampler onnx``): resampy's filter, run by the session.
+
+The reference resamples with resampy (``kaiser_best``: a Kaiser-windowed sinc
+of 50 zero crossings, rolloff 0.917, beta 12.98). Done on the CPU, with soxr
+(the default) or resampy, resampling bounds a 48 kHz job on 16 cores. With
+``--resampler onnx``, audio at another rate than 16 kHz reaches the session as
+decoded: each example's window of native-rate samples with the filter's reach
+on either side (a *native row*), and a strided convolution in front of the
+end-to-end graph turns it into the 15,600 samples at 16 kHz that resampy
+gives. On a GPU the session does that work; the decoding workers only decode.
+
+Exactness. Resampy computes output sample n at input time ``t = n * r / 16000``
+as a sum over the input samples within 50 zero crossings, each weighted by its
+filter table (8,192 points per crossing, linearly interpolated) at the
+distance its loop steps through (``int(scale * 8192)`` table points a sample,
+``scale = min(1, 16000 / r)``). The weights here are that same function,
+evaluated exactly (the table is the closed form to 3e-16) at the same
+distances, so the only differences from resampy are the table's interpolation
+(below 1e-8) and float32 sums: at most 4.8e-7 on signals within +-0.7 at 48,
+44.1, 32, 22.05, 11.025 and 8 kHz on the CPU (tests/test_resampling.py checks
+1e-6). A GPU's TF32 convolutions round more; not measured yet. Samples before
+the start and after the end are zeros, as in resampy; its output length,
+``int(frames * 16000 / r)``, decides the windows, and a window padded by
+``--pad-tail``/``--pad-short`` has its samples after that length set to zero
+(the row's last value carries how many are real).
+
+Structure. With ``g = gcd(r, 16000)``, every ``Q = r / g`` input samples give
+``P = 16000 / g`` output samples with the same ``P`` sets of weights (48 kHz:
+3 -> 1; 44.1 kHz: 441 -> 160), so one Conv with ``P`` output channels, stride
+``Q`` and a kernel spanning the filter computes them all (for tensor cores,
+blocks of at least 16 outputs: 48 -> 16 at 48 kHz). A window starts on a
+whole input sample when the hop is (0.96 s: any rate that is a multiple of
+25 Hz), which every common rate is; other rates are refused with a clear error.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from vggish_rt.engine import params
+from vggish_rt.engine.errors import ArgumentError, VggishError
+from vggish_rt.engine.graph import with_front
+from vggish_rt.engine.windows import Hop, count_windows
+
+IN_GRAPH = "onnx"  # the --resampler value
+# resampy's kaiser_best filter (resampy/data/kaiser_best.npz, reproduced to 3e-16 by this closed form)
+ZERO_CROSSINGS = 50
+ROLLOFF = 0.9173473712608761
+BETA = 12.984585247040012
+TABLE_POINTS = 8192  # per zero crossing: resampy's tap spacing is int(scale * TABLE_POINTS) of them
+MIN_BLOCK_OUTPUTS = 16
+_WIDEST_RATE = 48_000  # batches of native rows are sized for this rate's rows (engine.embedder.batch_rows)
+RESAMPLED = "waveform_16k"  # the front's output: the end-to-end graph's 16 kHz windows
+
+
+def output_length(frames: int, rate: int) -> int:
+    """Samples at 16 kHz that resampy makes of ``frames`` samples at ``rate``."""
+    return frames if rate == params.SAMPLE_RATE else int(frames * float(params.SAMPLE_RATE) / float(rate))
+
+
+def kind(rate: int) -> str:
+    """The row kind of audio at ``rate`` (engine.pipeline batches never mix kinds): 'windows' at 16 kHz, else
+    'windows@RATE', native rows."""
+    return "windows" if rate == params.SAMPLE_RATE else f"windows@{rate}"
+
+
+def kind_rate(row_kind: str) -> int:
+    """The rate of a windows kind (see :func:`kind`)."""
+    return int(row_kind.split("@")[1]) if "@" in row_kind else params.SAMPLE_RATE
+
+
+def row_shape(row_kind: str) -> tuple[int, ...]:
+    """One row's shape: log-mel 'examples' (96, 64), 16 kHz 'windows' (15600,), native rows (row_width,)."""
+    if row_kind == "examples":
+        return (params.NUM_FRAMES, params.NUM_BANDS)
+    rate = kind_rate(row_kind)
+    return (params.EXAMPLE_SAMPLES,) if rate == params.SAMPLE_RATE else (front(rate).row_width,)
+
+
+def sized_kinds(kinds: tuple[str, ...], resampler: str) -> tuple[str, ...]:
+    """The kinds a job's batch buffers are sized for: its ``kinds``, and 48 kHz native rows when audio is
+    resampled in the graph (rates met later; wider rows then come in smaller batches: engine.embedder)."""
+    audio = any(k != "examples" for k in kinds)
+    return (*kinds, kind(_WIDEST_RATE)) if audio and resampler == IN_GRAPH else kinds
+
+
+def batch_rows(row_kind: str, batch_size: int) -> int:
+    """Rows in a batch of ``row_kind``: ``batch_size``, fewer for native rows wider than 48 kHz's (a batch
+    then holds as many floats as one of 48 kHz rows)."""
+    if row_kind == "examples" or kind_rate(row_kind) <= _WIDEST_RATE:  # rows no wider than 48 kHz's
+        return batch_size
+    return max(1, batch_size * front(_WIDEST_RATE).row_width // row_shape(row_kind)[0])
+
+
+def _kaiser_sinc(u: np.ndarray) -> np.ndarray:
+    """resampy's kaiser_best filter at ``u`` zero crossings (0 beyond ZERO_CROSSINGS)."""
+    inside = np.abs(u) <= ZERO_CROSSINGS
+    taper = np.i0(BETA * np.sqrt(np.clip(1.0 - (u / ZERO_CROSSINGS) ** 2, 0.0, None))) / np.i0(BETA)
+    return np.where(inside, ROLLOFF * np.sinc(ROLLOFF * u) * taper, 0.0)
+
+
+@dataclass(frozen=True)
+class Front:
+    """The resampling front for one input ``rate``: Conv weights float32 [P, 1, K], stride Q (input samples),
+    ``margin`` input samples before each window's start, ``row_length`` native samples a window needs (plus one
+    value: how many of its 15,600 output samples are real). ``blocks`` x ``outputs`` >= 15,600."""
+
+    rate: int
+    weights: np.ndarray
+    stride: int
+    margin: int
+    blocks: int
+
+    @property
+    def outputs(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def row_length(self) -> int:
+        return self.stride * (self.blocks - 1) + self.weights.shape[2]
+
+    @property
+    def row_width(self) -> int:
+        """Floats in a native row: its samples and the count of real output samples."""
+        return self.row_length + 1
+
+
+@functools.lru_cache(maxsize=None)
+def front(rate: int) -> Front:
+    """The Front for audio at ``rate`` Hz (not 16 kHz)."""
+    g = math.gcd(rate, params.SAMPLE_RATE)
+    outputs, stride = params.SAMPLE_RATE // g, rate // g
+    copies = -(-MIN_BLOCK_OUTPUTS // outputs)
+    outputs, stride = outputs * copies, stride * copies
+    ratio = params.SAMPLE_RATE / rate
+    scale = min(1.0, ratio)
+    step = int(scale * TABLE_POINTS) / TABLE_POINTS  # resampy's distance between taps, in zero crossings
+    last = (ZERO_CROSSINGS * TABLE_POINTS + 1)       # table length: a tap at table index >= last is not summed
+    gain = ratio if ratio < 1 else 1.0
+    phases, indices, distances = [], [], []  # each tap: output phase, input index from the block's start, zero crossings
+    for phase in range(outputs):
+        whole, rest = divmod(phase * stride, outputs)  # the phase's time: input samples from the block's start
+        frac = rest / outputs
+        for start, direction, first in ((scale * frac, -1, whole), (scale - scale * frac, 1, whole + 1)):
+            count = (last - int(start * TABLE_POINTS)) // int(scale * TABLE_POINTS)
+            phases.append(np.full(count, phase))
+            indices.append(first + direction * np.arange(count))
+            distances.append(start + step * np.arange(count))
+    phase_of, index, distance = (np.concatenate(a) for a in (phases, indices, distances))
+    margin = int(-index.min())
+    weights = np.zeros((outputs, 1, int(index.max()) + margin + 1), np.float64)
+    np.add.at(weights, (phase_of, 0, index + margin), gain * _kaiser_sinc(distance))
+    blocks = -(-params.EXAMPLE_SAMPLES // outputs)
+    return Front(rate, weights.astype(np.float32), stride, margin, blocks)
+
+
+def refuse_in_graph(resampler: str, where: str) -> None:
+    """Refuse the graph's resampler (``resampler`` 'onnx') for work that does not run the end-to-end graph."""
+    if resampler == IN_GRAPH:
+        raise ArgumentError("resampler", resampler, f"resamples inside the end-to-end graph, which {where} does not "
+                            "run: use soxr or resampy")
+
+
+def check_rate(rate: int, hop: Hop, label: str) -> None:
+    """Refuse a rate at which windows do not start on whole input samples (or 16 kHz, which needs no front)."""
+    if (hop.samples * rate) % params.SAMPLE_RATE:
+        multiple = params.SAMPLE_RATE // math.gcd(hop.samples, params.SAMPLE_RATE)
+        raise VggishError(f"{label}: {rate} Hz: the resampler 'onnx' needs windows that start on whole samples "
+                          f"(rates that are multiples of {multiple} Hz at this hop); use soxr or resampy for it")
+
+
+class NativeRowStream:
+    """Cuts native rows (see the module docstring) from audio at ``rate`` arriving in blocks: float32
+    [k, row_width] each push; ``finish()`` gives the rest, zero-padded past the end. The same windows as
+    engine.windows.WindowStream cuts from resampy's 16 kHz output, numbered from 0 (``emitted`` counts them)."""
+
+    def __init__(self, rate: int, hop: Hop, pad_short: bool = False, pad_tail: bool = False) -> None:
+        self.front = front(rate)
+        self.rate, self.hop, self.pad_short, self.pad_tail = rate, hop, pad_short, pad_tail
+        self.step = hop.samples * rate // params.SAMPLE_RATE  # input samples between window starts
+        self.emitted = 0
+        self.total = 0
+        self._buffer = np.zeros(self.front.margin, np.float32)  # zeros before the start, as resampy reads them
+        self._buffer_start = -self.front.margin                 # input position of _buffer[0]
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        samples = np.asarray(samples, np.float32)
+        position, self.total = self.total, self.total + len(samples)
+        drop = min(len(samples), max(0, self._buffer_start + len(self._buffer) - position))  # a hop past the row
+        self._buffer = np.concatenate([self._buffer, samples[drop:]])
+        known = output_length(self.total, self.rate)  # resampy's length is at least this
+        count = self.emitted
+        while (self._start(count) + self.front.row_length <= self.total
+               and count * self.hop.samples + params.EXAMPLE_SAMPLES <= known):
+            count += 1
+        return self._rows(count)
+
+    def finish(self) -> np.ndarray:
+        length = output_length(self.total, self.rate)
+        count = count_windows(length, self.hop, self.pad_short, self.pad_tail)
+        needed = self._start(count - 1) + self.front.row_length if count > self.emitted else 0
+        if needed > self._buffer_start + len(self._buffer):
+            self._buffer = np.concatenate([self._buffer, np.zeros(needed - self._buffer_start - len(self._buffer),
+                                                                  np.float32)])
+        return self._rows(max(count, self.emitted), length)
+
+    def _start(self, window: int) -> int:
+        """Input position of window ``window``'s row (its first sample at 16 kHz, less the margin)."""
+        return window * self.step - self.front.margin
+
+    def _rows(self, count: int, length: int | None = None) -> np.ndarray:
+        """Rows for windows [emitted, count); ``length``: resampy's output length, for the real-sample counts."""
+        rows = np.empty((count - self.emitted, self.front.row_width), np.float32)
+        for row, window in enumerate(range(self.emitted, count)):
+            offset = self._start(window) - self._buffer_start
+            rows[row, :-1] = self._buffer[offset : offset + self.front.row_length]
+            real = params.EXAMPLE_SAMPLES if length is None else length - window * self.hop.samples
+            rows[row, -1] = min(params.EXAMPLE_SAMPLES, max(0, real))
+        self.emitted = count
+        keep = self._start(count) - self._buffer_start  # the next row's first sample (maybe not read yet)
+        if keep > 0:
+            self._buffer_start += keep
+            self._buffer = self._buffer[keep:].copy()
+        return rows
+
+
+def native_rows(samples: np.ndarray, rate: int, hop: Hop, pad_short: bool = False, pad_tail: bool = False) -> np.ndarray:
+    """All native rows of ``samples`` (float [S] mono at ``rate``): float32 [n, row_width]."""
+    stream = NativeRowStream(rate, hop, pad_short, pad_tail)
+    return np.concatenate([stream.push(samples), stream.finish()])
+
+
+def front_nodes(rate: int) -> tuple[list, list, object]:
+    """ONNX nodes, initializers and graph input that take native rows at ``rate`` (input ``waveform``, float32
+    [N, row_width]) to 16 kHz windows named RESAMPLED (float32 [N, 15600])."""
+    spec = front(rate)
+    p = f"resample_{rate}_"
+    constants = [numpy_helper.from_array(value, p + name) for name, value in (
+        ("weights", spec.weights),
+        ("zero", np.array([0], np.int64)),
+        ("one", np.array([1], np.int64)),
+        ("row_length", np.array([spec.row_length], np.int64)),
+        ("row_width", np.array([spec.row_width], np.int64)),
+        ("stream_shape", np.array([0, spec.blocks * spec.outputs], np.int64)),
+        ("window_length", np.array([params.EXAMPLE_SAMPLES], np.int64)),
+        ("positions", np.arange(params.EXAMPLE_SAMPLES, dtype=np.float32)[None]))]
+    nodes = [
+        helper.make_node("Slice", [params.ONNX_WAVEFORM, p + "zero", p + "row_length", p + "one"], [p + "samples"],
+                         name=p + "samples"),
+        helper.make_node("Slice", [params.ONNX_WAVEFORM, p + "row_length", p + "row_width", p + "one"], [p + "real"],
+                         name=p + "real"),
+        helper.make_node("Unsqueeze", [p + "samples", p + "one"], [p + "channel"], name=p + "channel"),
+        helper.make_node("Conv", [p + "channel", p + "weights"], [p + "phases"], name=p + "conv", strides=[spec.stride]),
+        helper.make_node("Transpose", [p + "phases"], [p + "blocks"], name=p + "transpose", perm=[0, 2, 1]),
+        helper.make_node("Reshape", [p + "blocks", p + "stream_shape"], [p + "stream"], name=p + "stream"),
+        helper.make_node("Slice", [p + "stream", p + "zero", p + "window_length", p + "one"], [p + "window"],
+                         name=p + "window"),
+        helper.make_node("Less", [p + "positions", p + "real"], [p + "is_real"], name=p + "is_real"),
+        helper.make_node("Cast", [p + "is_real"], [p + "mask"], name=p + "mask", to=TensorProto.FLOAT),
+        helper.make_node("Mul", [p + "window", p + "mask"], [RESAMPLED], name=p + "masked"),
+    ]
+    graph_input = helper.make_tensor_value_info(params.ONNX_WAVEFORM, TensorProto.FLOAT, ["N", spec.row_width])
+    return nodes, constants, graph_input
+
+
+
+def with_resampler(model: bytes, rate: int) -> bytes:
+    """An end-to-end model (input ``waveform``, 16 kHz windows) that takes native rows at ``rate`` instead."""
+    nodes, constants, graph_input = front_nodes(rate)
+    return with_front(model, params.ONNX_WAVEFORM, nodes, constants, graph_input, RESAMPLED)
