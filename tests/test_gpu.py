@@ -93,6 +93,23 @@ def test_end_to_end_graph_on_cuda(gpu_model):
         assert cosine(got, reference).min() >= floor, precision
 
 
+def test_resampling_in_the_graph_on_cuda_matches_the_cpu(gpu_model):
+    """--resampler onnx on CUDA (TF32 convolutions, two sessions, native rows batched on the device) against the
+    same rows on the CPU provider, at 48 and 44.1 kHz, with a 16 kHz waveform in the same call."""
+    from vggish_rt.engine.sources import ReadOptions
+
+    rng = np.random.default_rng(3)
+    inputs = [(rng.uniform(-0.5, 0.5, int(rate * seconds)).astype(np.float32), rate)
+              for rate, seconds in ((48000, 30.5), (44100, 12.2), (16000, 9.0))]
+    options = ReadOptions(resampler="onnx", pad_tail=True)
+    reference = Embedder(gpu_model, device="cpu").embed(inputs, options=options)
+    for precision, floor in (("fp32", 0.99999), ("fp16", 0.9999)):
+        got = Embedder(gpu_model, device="cuda:0", precision=precision, batch_size=64).embed(inputs, options=options)
+        for mine, theirs in zip(got, reference):
+            assert mine.embeddings.shape == theirs.embeddings.shape
+            assert cosine(mine.embeddings, theirs.embeddings).min() >= floor, precision
+
+
 @pytest.mark.skipif(cuda_device_count() < 2, reason="needs 2 GPUs")
 def test_two_gpus_keep_order_and_values(gpu_model, examples):
     one = Embedder(gpu_model, device="cuda:0", batch_size=128).embed_examples(examples)
