@@ -20,7 +20,7 @@ try:  # typer >= 0.20 vendors click; older releases use the click package
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
 
-from vggish_rt.engine.errors import ArgumentError, DemoModelWarning, Interrupted, Terminated, VggishError
+from vggish_rt.engine.errors import DemoModelWarning, Interrupted, Terminated, VggishError, name_options_as_flags
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fast, faithful VGGish audio embeddings: export the TF checkpoint to ONNX, "
@@ -95,6 +95,7 @@ def doctor(model: ModelOption = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning every error into one ``error:`` line."""
     command = typer.main.get_command(app)
+    name_options_as_flags()  # the engine's messages name its options as this command line does
     signal.signal(signal.SIGTERM, _terminate)
     warnings.simplefilter("ignore", DemoModelWarning)  # the commands print their own note on the demo model
     try:
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as exc:  # a job's own word on what it kept
         _fail(str(exc), exc.exit_code)
     except VggishError as exc:
-        _fail(exc.on_command_line() if isinstance(exc, ArgumentError) else str(exc), 2)
+        _fail(str(exc), 2)
     except click_errors.NoArgsIsHelpError as exc:  # bare `vggish-rt`: help, not an error
         print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
         sys.exit(2)

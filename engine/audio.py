@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from vggish_rt.engine import params
-from vggish_rt.engine.errors import ArgumentError, VggishError
+from vggish_rt.engine.errors import ArgumentError, VggishError, option
 from vggish_rt.engine.inputs import FFMPEG_SUFFIXES, SNDFILE_SUFFIXES, peak_magnitude
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def resample(waveform: np.ndarray, rate: int, resampler: str = "soxr") -> np.nda
         try:
             import resampy
         except ImportError:
-            raise VggishError("--resampler resampy needs resampy: pip install 'vggish-rt[resampy]'") from None
+            raise VggishError(f"{option('resampler', 'resampy')} needs resampy: pip install 'vggish-rt[resampy]'") from None
         return resampy.resample(waveform.astype(np.float64), rate, params.SAMPLE_RATE).astype(np.float32)
     if resampler in RESAMPLERS:
         raise ArgumentError("resampler", resampler, "resamples inside the end-to-end graph, not here: soxr or resampy")

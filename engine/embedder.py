@@ -24,7 +24,7 @@ import numpy as np
 from vggish_rt.engine import cudart, params, resampling
 from vggish_rt.engine.audio import audio_length, check_samples, pcm_to_float, resample, to_mono
 from vggish_rt.engine.decoding import to_examples
-from vggish_rt.engine.errors import ArgumentError, DemoModelWarning, VggishError
+from vggish_rt.engine.errors import ArgumentError, DemoModelWarning, VggishError, option
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.graph import pool_before_bias_relu
 from vggish_rt.engine.inputs import is_spectrogram
@@ -155,8 +155,8 @@ class Embedder:
         """Refuse, before any work, a model directory lacking the file for inputs of ``kind``."""
         name = self.model_file(kind)
         if not self.model.has(name):
-            hint = " or use --frontend numpy" if name in E2E_FILES.values() else ""
-            raise VggishError(f"{self.model.path}: has no {name} for --precision {self.precision}; "
+            hint = f" or use {option('frontend', 'numpy')}" if name in E2E_FILES.values() else ""
+            raise VggishError(f"{self.model.path}: has no {name} for {option('precision', self.precision)}; "
                               f"re-export the model, choose another precision{hint}")
 
     def runner(self, kind: str, device: int = 0, slot: int = 0) -> Runner:

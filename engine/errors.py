@@ -1,4 +1,33 @@
-"""The one exception type users see: its message is the whole story, one line."""
+"""The one exception type users see: its message is the whole story, one line.
+
+Messages name arguments as the caller names them (:func:`option`): Python's
+keyword arguments (``on_error='skip'``) by default, the command line's options
+(``--on-error skip``) once the CLI has said so (:func:`name_options_as_flags`,
+which its worker processes inherit through the environment).
+"""
+from __future__ import annotations
+
+import os
+
+_STYLE = "VGGISH_RT_ARGUMENT_NAMES"  # "flags" in the CLI's process and its children
+_UNSET = object()
+
+
+def name_options_as_flags() -> None:
+    """From now on, in this process and the processes it starts, messages name arguments as CLI options."""
+    os.environ[_STYLE] = "flags"
+
+
+def option(name: str, value: object = _UNSET, flag: str | None = None) -> str:
+    """Argument ``name`` (with ``value`` when given) as the caller names it: ``name='value'`` from Python,
+    ``--name value`` on the command line (``flag``: the option's name where it differs from the argument's;
+    ``True`` for a switch: ``resume=True`` / ``--resume``)."""
+    if os.environ.get(_STYLE) == "flags":
+        text = f"--{(flag or name).replace('_', '-')}"
+        return text if value is _UNSET or value is True else f"{text} {value}"
+    if value is _UNSET:
+        return name
+    return f"{name}={str(value)!r}" if isinstance(value, os.PathLike) else f"{name}={value!r}"
 
 
 class VggishError(Exception):
@@ -10,16 +39,12 @@ class VggishError(Exception):
 
 
 class ArgumentError(VggishError):
-    """A bad argument value, named as the caller named it: ``precision='int4': expected one of ...`` from
-    Python, ``--precision int4: expected one of ...`` on the command line, whose options carry the same
-    names (:meth:`on_command_line`)."""
+    """A bad argument value, named as the caller named it (:func:`option`): ``precision='int4': expected one
+    of ...`` from Python, ``--precision int4: expected one of ...`` on the command line."""
 
-    def __init__(self, name: str, value: object, why: str) -> None:
+    def __init__(self, name: str, value: object, why: str, flag: str | None = None) -> None:
         self.name, self.value, self.why = name, value, why
-        super().__init__(f"{name}={value!r}: {why}")
-
-    def on_command_line(self) -> str:
-        return f"--{self.name.replace('_', '-')} {self.value}: {self.why}"
+        super().__init__(f"{option(name, value, flag)}: {why}")
 
 
 class Terminated(KeyboardInterrupt):

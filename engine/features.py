@@ -30,7 +30,7 @@ def write_features(sources: list[Path], out: Path, options: ReadOptions = ReadOp
         store.commit({})
         finish(store)
     except KeyboardInterrupt as interrupt:
-        raise Interrupted.from_signal(interrupt, "nothing was kept (features has no --resume)") from None
+        raise Interrupted.from_signal(interrupt, "nothing was kept (features are not resumable)") from None
     finally:
         store.discard()
     return store.rows

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import VggishError, option
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.store import INDEX_COLUMNS, PartialStore
 
@@ -63,7 +63,7 @@ def refuse_overwriting_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -
             continue
         output = existing.get((status.st_dev, status.st_ino))
         if output is not None:
-            raise VggishError(f"--out {output}: is the input {source} (the same file); refusing to write over an "
+            raise VggishError(f"{option('out', output)}: is the input {source} (the same file); refusing to write over an "
                               "input")
 
 
@@ -71,11 +71,11 @@ def check_output(out: Path, formats: tuple[str, ...] = FORMATS) -> None:
     """Refuse an unknown suffix, a missing directory or a directory as the output before any work starts."""
     suffix = out.suffix.lower()
     if suffix not in formats:
-        raise VggishError(f"--out {out}: unknown output format {out.suffix!r} (use {', '.join(formats)})")
+        raise VggishError(f"{option('out', out)}: unknown output format {out.suffix!r} (use {', '.join(formats)})")
     if not out.parent.is_dir():
-        raise VggishError(f"--out {out}: directory {out.parent} does not exist")
+        raise VggishError(f"{option('out', out)}: directory {out.parent} does not exist")
     if out.is_dir():
-        raise VggishError(f"--out {out}: is a directory; name a file (its suffix picks the format)")
+        raise VggishError(f"{option('out', out)}: is a directory; name a file (its suffix picks the format)")
 
 
 Chunks = Iterator[tuple[np.ndarray, "pa.Table"]]  # (values [k, ...], index fields as strings [k]; store.read_rows)
@@ -130,7 +130,7 @@ def finish(store: PartialStore, metadata_columns: list[str] | None = None, poole
             os.replace(index_temporary, index_path(out))
         os.replace(temporary, out)
     except OSError as exc:
-        raise VggishError(f"--out {out}: writing failed ({exc.strerror}); any previous output is intact") from None
+        raise VggishError(f"{option('out', out)}: writing failed ({exc.strerror}); any previous output is intact") from None
     finally:
         temporary.unlink(missing_ok=True)
         index_temporary.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 
 from vggish_rt.engine import params
-from vggish_rt.engine.errors import ArgumentError, VggishError
+from vggish_rt.engine.errors import ArgumentError, VggishError, option
 
 # Containers and codecs libsndfile does not read, decoded through FFmpeg's libraries (PyAV): AAC, ALAC,
 # MP4/QuickTime, Matroska/WebM (Opus, Vorbis), Windows Media, AC-3, AMR, and the audio track of video files.
@@ -145,7 +145,7 @@ def refuse_float32_dat(path: Path, first_rows: np.ndarray) -> None:
     magnitude = np.abs(first_rows[:4].reshape(-1).view(np.float32)[0::2])
     if float(np.mean((magnitude > 1e-6) & (magnitude < 1e4))) > 0.9:
         raise VggishError(f"{path}: holds float32 values, not the float64 a .dat holds (read as float64 they "
-                          "make garbage rows): give --dat-dtype float32, or save it as a .npy, which records its dtype")
+                          f"make garbage rows): give {option('dat_dtype', 'float32')}, or save it as a .npy, which records its dtype")
 
 
 class SpectrogramFile:

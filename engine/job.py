@@ -39,7 +39,7 @@ from vggish_rt.engine import params, resampling
 from vggish_rt.engine.audio import audio_length
 from vggish_rt.engine.decoding import DecodePool, started_beside, to_examples
 from vggish_rt.engine.embedder import Embedder
-from vggish_rt.engine.errors import Interrupted, VggishError
+from vggish_rt.engine.errors import ArgumentError, Interrupted, VggishError, option
 from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.modeldir import PCA_FILE
@@ -178,14 +178,14 @@ def _load_metadata(path: Path, expected_rows: int) -> tuple[list[str], list[list
         with open(path, encoding="utf-8", newline="") as f:
             table = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise VggishError(f"--metadata {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        raise VggishError(f"{option('metadata', path)}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     if not table:
-        raise VggishError(f"--metadata {path}: empty (expected a header line and {expected_rows} rows)")
+        raise VggishError(f"{option('metadata', path)}: empty (expected a header line and {expected_rows} rows)")
     columns, rows = table[0], table[1:]
     if len(rows) != expected_rows:
-        raise VggishError(f"--metadata {path}: {len(rows)} rows, but the inputs give {expected_rows} output rows")
+        raise VggishError(f"{option('metadata', path)}: {len(rows)} rows, but the inputs give {expected_rows} output rows")
     if any(len(row) != len(columns) for row in rows):
-        raise VggishError(f"--metadata {path}: rows do not all have {len(columns)} fields")
+        raise VggishError(f"{option('metadata', path)}: rows do not all have {len(columns)} fields")
     return columns, rows
 
 
@@ -194,8 +194,8 @@ def _metadata_offsets(sources: list[Path], options: JobOptions) -> list[int]:
     if options.pool == "mean":
         return list(range(len(sources)))
     if not all(is_spectrogram(s) for s in sources):
-        raise VggishError("--metadata needs spectrogram inputs (.npy/.dat) or --pool mean: the number of "
-                          "examples an audio file gives is known only after decoding it")
+        raise VggishError(f"{option('metadata')} needs spectrogram inputs (.npy/.dat) or {option('pool', 'mean')}: "
+                          "the number of examples an audio file gives is known only after decoding it")
     counts = [len(open_spectrograms(s, options.read.dat_dtype)) for s in sources]
     return [int(x) for x in np.cumsum([0, *counts[:-1]])]
 
@@ -281,15 +281,15 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     tells ``say`` where it goes on.
     """
     if options.pool not in POOLS:
-        raise VggishError(f"--pool {options.pool!r}: expected one of {', '.join(POOLS)}")
+        raise ArgumentError("pool", options.pool, f"expected one of {', '.join(POOLS)}")
     if options.on_error not in ("fail", "skip"):
-        raise VggishError(f"--on-error {options.on_error!r}: expected fail or skip")
+        raise ArgumentError("on_error", options.on_error, "expected fail or skip")
     out = Path(out)
     check_output(out)
     refuse_overwriting_inputs([out, index_path(out), failures_path(out), *store_files(out)], sources)
     if out.suffix.lower() == ".tfrecord" and (options.postprocessor is None or options.pool != "none"):
-        raise VggishError("--out .tfrecord holds quantized embeddings per example: use it with --postprocess "
-                          "and without --pool")
+        raise ArgumentError("out", out, f".tfrecord holds quantized embeddings per example: use it with "
+                            f"{option('postprocessor', flag='postprocess')} and {option('pool', 'none')}")
     if embedder.frontend == "numpy":
         resampling.refuse_in_graph(options.read.resampler, "frontend='numpy'")
     kinds = _row_kinds(sources, embedder, options.read)
@@ -373,15 +373,15 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
                 store.discard()
             if isinstance(exc, OSError):  # a full disk, a quota, a file-size limit, while appending to the store
                 kept = (f"the {store.committed_rows} rows committed so far are kept in {store.path}: free space and "
-                        "rerun with --resume") if store.committed_rows else "nothing was kept"
-                raise VggishError(f"--out {out}: writing failed ({exc.strerror}); any previous {out.name} is intact; "
+                        f"rerun with {option('resume', True)}") if store.committed_rows else "nothing was kept"
+                raise VggishError(f"{option('out', out)}: writing failed ({exc.strerror}); any previous {out.name} is intact; "
                                   f"{kept}") from None
             raise
         except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
             if store.committed_rows == 0:
                 store.discard()
             kept = (f"the {store.committed_rows} rows committed so far are kept in {store.path}: the same command with "
-                    "--resume goes on from there") if store.committed_rows else "nothing was kept"
+                    f"{option('resume', True)} goes on from there") if store.committed_rows else "nothing was kept"
             raise Interrupted.from_signal(interrupt, kept) from None
         finally:
             store.close()
@@ -418,7 +418,7 @@ def _probe_failure(failures: list[tuple[int, str]]) -> VggishError:
     """The error that stops an on_error='fail' job whose probe found bad inputs (its store discarded)."""
     more = len(failures) - 1
     others = f" (and {more} more bad input{'s' * (more > 1)})" if more else ""
-    return VggishError(f"{failures[0][1]}{others}; nothing was embedded: with --on-error skip the job embeds the "
+    return VggishError(f"{failures[0][1]}{others}; nothing was embedded: with {option('on_error', 'skip')} the job embeds the "
                        "other inputs and lists the bad ones")
 
 

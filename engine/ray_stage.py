@@ -34,7 +34,7 @@ import numpy as np
 
 from vggish_rt.engine import params
 from vggish_rt.engine.embedder import Embedder
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import VggishError, option
 from vggish_rt.engine.formats import lines_table, parquet_table
 from vggish_rt.engine.inputs import is_spectrogram, printable
 from vggish_rt.engine.job import JobReport, OverflowGuard
@@ -136,7 +136,7 @@ def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any]
     refuse_in_graph(windows.resampler, "the Ray stage")
     out = Path(out)
     if out.exists():
-        raise VggishError(f"--out {out}: exists; with --ray, --out names a new directory of Parquet shards")
+        raise VggishError(f"{option('out', out)}: exists; on Ray, {option('out')} names a new directory of Parquet shards")
     staging = out.with_name(out.name + ".partial")
     if not ray.is_initialized():
         local = ray_options.address is None and not os.environ.get("RAY_ADDRESS")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from vggish_rt.engine import cudart, params
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import VggishError, option
 from vggish_rt.engine.session import create_session, onnxruntime
 from vggish_rt.engine.staging import DeviceRows
 
@@ -95,7 +95,7 @@ class Runner:
                 raise VggishError(f"{self}: out of memory even at batch size 1 "
                                   f"({str(exc).splitlines()[0][:200]})") from None
             self.report(f"warning: {self} ran out of memory at batch size {min(self.batch_size, n)}; "
-                        f"going on at {size} (set --batch-size {size} to start there)")
+                        f"going on at {size} (set {option('batch_size', size)} to start there)")
             self.batch_size = size
             if self.kind == "cuda":
                 self._bind()

@@ -103,7 +103,7 @@ def create_session(model: bytes, kind: str, device_id: int = 0, threads: int | N
         providers = [(CUDA, {"device_id": str(device_id), **(cuda_options or {})})]
         if tensorrt_cache is not None:
             if TENSORRT not in ort.get_available_providers():
-                raise VggishError("--provider tensorrt: this onnxruntime build has no TensorRT provider")
+                raise ArgumentError("provider", "tensorrt", "this onnxruntime build has no TensorRT provider")
             providers.insert(0, (TENSORRT, {"device_id": str(device_id), "trt_engine_cache_enable": "True",
                                             "trt_engine_cache_path": tensorrt_cache}))
     try:
@@ -112,7 +112,7 @@ def create_session(model: bytes, kind: str, device_id: int = 0, threads: int | N
         raise VggishError(f"onnxruntime could not create a {kind} session: {str(exc).splitlines()[0]}") from None
     wanted = CPU if kind == "cpu" else TENSORRT if tensorrt_cache is not None else CUDA
     if wanted == TENSORRT and session.get_providers()[0] != TENSORRT:
-        raise VggishError("--provider tensorrt: TensorRT's libraries (libnvinfer) could not be loaded; install "
+        raise ArgumentError("provider", "tensorrt", "TensorRT's libraries (libnvinfer) could not be loaded; install "
                           "TensorRT for your CUDA version, or use the CUDA provider (the default)")
     if session.get_providers()[0] != wanted:
         raise VggishError(f"onnxruntime gave providers {session.get_providers()} instead of {wanted}; refusing a silent fallback")

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.errors import VggishError, option
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -188,8 +188,8 @@ class PartialStore:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise VggishError(f"--out {self.out}: another job is writing it now (it holds {lock}); wait for "
-                              "it to end, or name another --out") from None
+            raise VggishError(f"{option('out', self.out)}: another job is writing it now (it holds {lock}); wait "
+                              f"for it to end, or name another {option('out')}") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -225,20 +225,20 @@ class PartialStore:
     def _reopen(self) -> dict[str, Any]:
         journal_file = self.path / "journal.json"
         if not journal_file.is_file():
-            raise VggishError(f"--resume: no unfinished job for {self.out} (no {journal_file})")
+            raise VggishError(f"{option('resume', True)}: no unfinished job for {self.out} (no {journal_file})")
         try:
             journal = json.loads(journal_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise VggishError(f"--resume: {journal_file} is unreadable ({exc})") from None
+            raise VggishError(f"{option('resume', True)}: {journal_file} is unreadable ({exc})") from None
         if journal.get("version") != JOURNAL_VERSION or journal.get("fingerprint") != self.fingerprint:
             left = journal.get("fingerprint") or {}
             changed = sorted(k for k in {*left, *self.fingerprint} if left.get(k) != self.fingerprint.get(k))
-            raise VggishError(f"--resume: {self.path} was left by a different job (changed since: "
-                              f"{', '.join(changed) or 'the store format'}); remove it or run without --resume")
+            raise VggishError(f"{option('resume', True)}: {self.path} was left by a different job (changed since: "
+                              f"{', '.join(changed) or 'the store format'}); remove it or run without {option('resume')}")
         for name, size in (("rows.bin", journal["rows_bytes"]), ("index.csv", journal["index_bytes"])):
             file = self.path / name
             if file.stat().st_size < size:
-                raise VggishError(f"--resume: {file} is shorter than its journal says; the store is damaged")
+                raise VggishError(f"{option('resume', True)}: {file} is shorter than its journal says; the store is damaged")
             os.truncate(file, size)
         self.rows, self.position = journal["rows"], journal["position"]
         self.committed_rows = self.rows

@@ -10,7 +10,8 @@ as a torch tensor (returned as torch tensors on its device), a TensorFlow tensor
 sounds of a call are embedded in shared batches (HEAR's torchvggish baseline embeds one sound at a time).
 
 - Timestamps are exact: the centre of each example's 15,600 samples, ``i * hop + 487.5`` ms.
-- Rates other than 16 kHz are resampled as the CLI's frontend resamples (soxr, or resampy).
+- Rates other than 16 kHz are resampled as the CLI resamples (``resampler``: soxr, resampy, or onnx:
+  resampy's filter inside the end-to-end graph, for a hop that starts windows on whole samples).
 - A sound shorter than one example (0.975 s) gets one, zero-padded, so that every sound has an embedding
   (the reference gives none); no window runs past the end of a longer sound.
 - ``relu=True`` gives the pre-2020 reference's post-ReLU embeddings (what HEAR's baseline used); the default
@@ -32,7 +33,7 @@ import numpy as np
 
 from vggish_rt.engine import params
 from vggish_rt.engine.embedder import Embedder
-from vggish_rt.engine.errors import DemoModelWarning, VggishError
+from vggish_rt.engine.errors import ArgumentError, DemoModelWarning, VggishError
 from vggish_rt.engine.sources import ReadOptions
 from vggish_rt.engine.windows import Hop
 
@@ -75,7 +76,7 @@ def load_model(model_file_path: str = "", sample_rate: int = params.SAMPLE_RATE,
     of HEAR's; ``relu``, ``hop`` (seconds, whole 10 ms frames): see the module's docstring; ``device``,
     ``precision``: Embedder's."""
     if sample_rate not in SAMPLE_RATES:
-        raise VggishError(f"sample_rate {sample_rate}: HEAR accepts {', '.join(map(str, SAMPLE_RATES))}")
+        raise ArgumentError("sample_rate", sample_rate, f"HEAR accepts {', '.join(map(str, SAMPLE_RATES))}")
     directory = Path(model_file_path) if model_file_path else None
     if directory is not None and directory.name == "manifest.json":
         directory = directory.parent

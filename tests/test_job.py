@@ -310,3 +310,30 @@ def test_pipeline_memory_is_bounded_with_a_slow_consumer():
     finally:
         tracemalloc.stop()
     assert peak < 60 * 2**20, f"{peak / 2**20:.0f} MB at peak for 315 MB of inputs"
+
+
+def test_job_errors_name_arguments_as_the_caller_named_them(tiny_model, tmp_path):
+    """From Python, the job's keyword arguments (on_error='sometimes', resume=True, pool='none'); from the
+    command line, its options (--resume, --pool none), in the same messages."""
+    from vggish_rt.engine.errors import VggishError
+    from vggish_rt.engine.job import JobOptions, run_job
+
+    spectrogram_dat(tmp_path / "a.dat", 3)
+    embedder = Embedder(tiny_model, device="cpu")
+    with pytest.raises(VggishError) as error:
+        run_job([tmp_path / "a.dat"], tmp_path / "o.npy", embedder, JobOptions(on_error="sometimes"))
+    assert str(error.value) == "on_error='sometimes': expected fail or skip"
+    with pytest.raises(VggishError, match=r"^resume=True: no unfinished job for .*o\.npy"):
+        run_job([tmp_path / "a.dat"], tmp_path / "o.npy", embedder, JobOptions(), resume=True)
+    with pytest.raises(VggishError, match=r"^out='.*o\.tfrecord': \.tfrecord holds quantized embeddings per example: "
+                                          r"use it with postprocessor and pool='none'$"):
+        run_job([tmp_path / "a.dat"], tmp_path / "o.tfrecord", embedder, JobOptions())
+    import soundfile as sf
+
+    sf.write(tmp_path / "b.wav", np.zeros(16000, np.float32), 16000)  # audio: the tiny model has no e2e graph
+    with pytest.raises(VggishError, match=r"has no vggish\.e2e\.onnx for precision='fp32'; .* or use frontend='numpy'$"):
+        run_job([tmp_path / "b.wav"], tmp_path / "o.npy", embedder, JobOptions())
+    common = ("--model", tiny_model, "--device", "cpu", "--out", tmp_path / "o.npy")
+    assert_one_line_error(run_cli("embed", tmp_path / "a.dat", *common, "--resume"), "error: --resume: no unfinished job")
+    assert_one_line_error(run_cli("embed", tmp_path / "b.wav", *common),
+                          "has no vggish.e2e.onnx for --precision fp32;", "or use --frontend numpy")

@@ -183,9 +183,9 @@ def test_out_of_memory_halves_the_batch_and_the_job_goes_on(tiny_model, monkeypa
     plain = Embedder(tiny_model, device="cpu", batch_size=24).embed_examples(examples)
     np.testing.assert_allclose(limited, plain, rtol=1e-6, atol=1e-6)
     warnings = [line for line in capsys.readouterr().err.splitlines() if "out of memory" in line]
-    assert warnings == ["warning: cpu ran out of memory at batch size 24; going on at 12 (set --batch-size 12 to start there)",
-                        "warning: cpu ran out of memory at batch size 12; going on at 6 (set --batch-size 6 to start there)",
-                        "warning: cpu ran out of memory at batch size 6; going on at 3 (set --batch-size 3 to start there)"]
+    assert warnings == ["warning: cpu ran out of memory at batch size 24; going on at 12 (set batch_size=12 to start there)",
+                        "warning: cpu ran out of memory at batch size 12; going on at 6 (set batch_size=6 to start there)",
+                        "warning: cpu ran out of memory at batch size 6; going on at 3 (set batch_size=3 to start there)"]
 
 
 def test_out_of_memory_at_batch_size_1_is_the_jobs_error(tiny_model, monkeypatch):
