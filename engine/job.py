@@ -45,7 +45,7 @@ from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
-from vggish_rt.engine.probe import ProbeReport, probe_input
+from vggish_rt.engine.probe import ProbeReport, in_chunks, probe_input
 from vggish_rt.engine.resampling import sized_kinds
 from vggish_rt.engine.shards import DeviceProcesses, Unit, plan_units
 from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, skip_rows, spectrogram_blocks
@@ -110,10 +110,10 @@ def _scan(sources: list[Path], embedder: Embedder, options: JobOptions) -> tuple
     such an input is refused as changed, though its bytes may be the same. Inputs are scanned by a pool of
     threads (reading and hashing release the GIL).
     """
-    def scan(first: int) -> tuple[bytes, list[tuple[int, int, str | None]]]:
+    def scan(first: int, stop: int) -> tuple[bytes, list[tuple[int, int, str | None]]]:
         directories: dict[str, str] = {}
         digests, probed = [], []
-        for number in range(first, min(first + 256, len(sources))):
+        for number in range(first, stop):
             try:
                 digest, head, size = _input_digest(sources[number], directories)
             except OSError as exc:  # the probe reports it, as reading it would
@@ -125,11 +125,10 @@ def _scan(sources: list[Path], embedder: Embedder, options: JobOptions) -> tuple
         return b"".join(digests), probed
 
     listing, probe = hashlib.sha256(), ProbeReport()
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="vggish-scan") as pool:
-        for digests, probed in pool.map(scan, range(0, len(sources), 256)):
-            listing.update(digests)
-            for entry in probed:
-                probe.add(*entry)
+    for digests, probed in in_chunks(len(sources), scan, "vggish-scan", chunk=256):
+        listing.update(digests)
+        for entry in probed:
+            probe.add(*entry)
     metadata = hashlib.sha256(options.metadata.read_bytes()).hexdigest() if options.metadata else ""
     pca = embedder.model.manifest["files"].get(PCA_FILE, {}).get("sha256") if options.postprocessor else None
     return {"inputs": listing.hexdigest(), "count": len(sources), "model": str(embedder.model.path),

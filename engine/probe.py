@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from vggish_rt.engine import params, resampling
 from vggish_rt.engine.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_length, riff_chunks
@@ -23,7 +25,7 @@ from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.sources import ReadOptions
 from vggish_rt.engine.windows import count_windows
 
-_PROBE_CHUNK = 64  # inputs a thread probes at a time
+T = TypeVar("T")
 
 
 @dataclass
@@ -108,13 +110,16 @@ def probe_input(number: int, path: Path, options: ReadOptions, head: bytes = b""
 
 def probe_inputs(sources: list[Path], options: ReadOptions = ReadOptions()) -> ProbeReport:
     """:func:`input_examples` of every source, on a pool of threads (header reads release the GIL)."""
-    def probe(chunk_start: int) -> list[tuple[int, int, str | None]]:
-        return [probe_input(number, sources[number], options)
-                for number in range(chunk_start, min(chunk_start + _PROBE_CHUNK, len(sources)))]
-
     report = ProbeReport()
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="vggish-probe") as pool:
-        for probed in pool.map(probe, range(0, len(sources), _PROBE_CHUNK)):
-            for entry in probed:
-                report.add(*entry)
+    for probed in in_chunks(len(sources), lambda start, stop: [probe_input(n, sources[n], options)
+                                                                for n in range(start, stop)], "vggish-probe"):
+        for entry in probed:
+            report.add(*entry)
     return report
+
+
+def in_chunks(count: int, work: Callable[[int, int], T], name: str, chunk: int = 64) -> Iterator[T]:
+    """``work(start, stop)`` over items [0, count) in chunks of ``chunk``, on a pool of up to 8 threads named
+    ``name``, results in order (for work whose reads release the GIL: headers, hashes)."""
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix=name) as pool:
+        yield from pool.map(lambda start: work(start, min(start + chunk, count)), range(0, count, chunk))
