@@ -52,7 +52,7 @@ ZERO_CROSSINGS = 50
 ROLLOFF = 0.9173473712608761
 BETA = 12.984585247040012
 TABLE_POINTS = 8192  # per zero crossing: resampy's tap spacing is int(scale * TABLE_POINTS) of them
-MIN_BLOCK_OUTPUTS = 16
+MIN_BLOCK_OUTPUTS = 16  # output channels of the Conv at least (48 kHz's 3 -> 1 becomes 48 -> 16): GEMM-shaped
 _WIDEST_RATE = 48_000  # batches of native rows are sized for this rate's rows (engine.embedder.batch_rows)
 RESAMPLED = "waveform_16k"  # the front's output: the end-to-end graph's 16 kHz windows
 
@@ -139,7 +139,7 @@ def front(rate: int) -> Front:
     ratio = params.SAMPLE_RATE / rate
     scale = min(1.0, ratio)
     step = int(scale * TABLE_POINTS) / TABLE_POINTS  # resampy's distance between taps, in zero crossings
-    last = (ZERO_CROSSINGS * TABLE_POINTS + 1)       # table length: a tap at table index >= last is not summed
+    last = ZERO_CROSSINGS * TABLE_POINTS + 1         # table length: a tap at table index >= last is not summed
     gain = ratio if ratio < 1 else 1.0
     phases, indices, distances = [], [], []  # each tap: output phase, input index from the block's start, zero crossings
     for phase in range(outputs):
@@ -166,7 +166,7 @@ def refuse_in_graph(resampler: str, where: str) -> None:
 
 
 def check_rate(rate: int, hop: Hop, label: str) -> None:
-    """Refuse a rate at which windows do not start on whole input samples (or 16 kHz, which needs no front)."""
+    """Refuse a rate at which the windows (every ``hop``) do not start on whole input samples."""
     if (hop.samples * rate) % params.SAMPLE_RATE:
         multiple = params.SAMPLE_RATE // math.gcd(hop.samples, params.SAMPLE_RATE)
         raise VggishError(f"{label}: {rate} Hz: the resampler 'onnx' needs windows that start on whole samples "
