@@ -200,7 +200,8 @@ def main() -> None:
                       *arguments.extra.split()]
             start_up, _ = run_cli(["embed", *small_inputs, *common], arguments.work)
             wall, log = run_cli(["embed", *inputs, *common], arguments.work)
-            results.append({"job": kind, "device": device, "precision": arguments.precision, "examples": examples,
+            results.append({"job": kind, "device": device, "precision": arguments.precision, "options": arguments.extra,
+                            "examples": examples,
                             "wall_s": round(wall, 2), "start_up_s": round(start_up, 2),
                             "examples_per_s": round(examples / wall, 1),
                             "steady_examples_per_s": round((examples - small_examples) / max(wall - start_up, 1e-9), 1),
