@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from vggish_rt.engine import params, resampling
-from vggish_rt.engine.audio import audio_length, iter_audio
-from vggish_rt.engine.errors import VggishError
-from vggish_rt.engine.inputs import open_spectrograms, peak_magnitude, refuse_float32_dat
+from vggish_rt.engine.audio import RESAMPLERS, audio_length, iter_audio
+from vggish_rt.engine.errors import ArgumentError, VggishError
+from vggish_rt.engine.inputs import DAT_DTYPES, open_spectrograms, peak_magnitude, refuse_float32_dat
 from vggish_rt.engine.windows import DEFAULT_HOP, Hop, WindowStream, window_times
 
 # Log-mel values lie within about [ln 0.01, 20]; far above, a file is not log-mel,
@@ -34,6 +34,12 @@ class ReadOptions:
     pad_tail: bool = False
     resampler: str = "soxr"
     dat_dtype: str = "float64"
+
+    def __post_init__(self) -> None:  # a bad value is the caller's error, not every input's
+        if self.resampler not in RESAMPLERS:
+            raise ArgumentError("resampler", self.resampler, f"expected one of {', '.join(RESAMPLERS)}")
+        if self.dat_dtype not in DAT_DTYPES:
+            raise ArgumentError("dat_dtype", self.dat_dtype, f"expected one of {', '.join(DAT_DTYPES)}")
 
 
 WindowOptions = ReadOptions  # its name before dat_dtype joined it; kept for existing code

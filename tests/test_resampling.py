@@ -104,3 +104,8 @@ def test_the_graphs_resampler_is_refused_where_no_end_to_end_graph_runs(small_mo
                     ("embed", "--ray", "--model", small_model, "--out", tmp_path / "ray")):
         result = run_cli(*command, "--resampler", "onnx", tmp_path / "in")
         assert_one_line_error(result, "--resampler onnx: resamples inside the end-to-end graph")
+    # an unknown resampler is the command's error before any work, not every input's failure
+    result = run_cli("embed", tmp_path / "in", "--model", small_model, "--device", "cpu", "--on-error", "skip",
+                     "--resampler", "sox", "--out", tmp_path / "b.npy")
+    assert_one_line_error(result, "--resampler sox: expected one of soxr, resampy, onnx")
+    assert not list(tmp_path.glob("b.npy*"))
