@@ -25,6 +25,7 @@ import soundfile as sf
 from vggish_rt.engine import params
 from vggish_rt.engine.errors import ArgumentError, VggishError, option
 from vggish_rt.engine.inputs import FFMPEG_SUFFIXES, SNDFILE_SUFFIXES, peak_magnitude
+from vggish_rt.engine.resampling import refuse_in_graph
 
 if TYPE_CHECKING:
     import av
@@ -135,8 +136,7 @@ def resample(waveform: np.ndarray, rate: int, resampler: str = "soxr") -> np.nda
         except ImportError:
             raise VggishError(f"{option('resampler', 'resampy')} needs resampy: pip install 'vggish-rt[resampy]'") from None
         return resampy.resample(waveform.astype(np.float64), rate, params.SAMPLE_RATE).astype(np.float32)
-    if resampler in RESAMPLERS:
-        raise ArgumentError("resampler", resampler, "resamples inside the end-to-end graph, not here: soxr or resampy")
+    refuse_in_graph(resampler, "resample()")
     raise ArgumentError("resampler", resampler, f"expected one of {', '.join(RESAMPLERS)}")
 
 

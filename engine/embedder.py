@@ -22,7 +22,7 @@ from typing import Any, TextIO, Union
 import numpy as np
 
 from vggish_rt.engine import cudart, params, resampling
-from vggish_rt.engine.audio import audio_length, check_samples, pcm_to_float, resample, to_mono
+from vggish_rt.engine.audio import check_samples, pcm_to_float, resample, to_mono
 from vggish_rt.engine.decoding import to_examples
 from vggish_rt.engine.errors import ArgumentError, DemoModelWarning, VggishError, option
 from vggish_rt.engine.frontend import log_mel_examples
@@ -34,7 +34,7 @@ from vggish_rt.engine.probe import examples_in, probe_inputs
 from vggish_rt.engine.progress import progress_bar
 from vggish_rt.engine.runner import Runner
 from vggish_rt.engine.session import resolve_placement
-from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, spectrogram_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, audio_rate, spectrogram_blocks
 from vggish_rt.engine.staging import BatchBuffers, DeviceBatchBuffers
 from vggish_rt.engine.windows import Hop, cut_windows, window_times
 
@@ -160,7 +160,7 @@ class Embedder:
                               f"re-export the model, choose another precision{hint}")
 
     def runner(self, kind: str, device: int = 0, slot: int = 0) -> Runner:
-        """The runner for ``kind`` ('examples' or 'windows') on device number ``device``
+        """The runner for ``kind`` ('examples', 'windows' or native rows 'windows@RATE') on device number ``device``
         (session ``slot`` of ``sessions_per_device``), created on first use.
 
         Sessions are created one at a time; a runner already made is returned
@@ -184,7 +184,7 @@ class Embedder:
     def _model_bytes(self, kind: str) -> bytes:
         """The model that runs ``kind``, verified; on CUDA with the exact GPU rewrites of engine.graph applied;
         for native rows with the resampling front in front (engine.resampling). Made once each."""
-        name, rate = self.model_file(kind), resampling.kind_rate(kind) if kind != "examples" else params.SAMPLE_RATE
+        name, rate = self.model_file(kind), resampling.kind_rate(kind)
         if name not in self._models:
             if self.placement.kind == "cuda" and self.gpu_rewrites:
                 self._models[name] = pool_before_bias_relu(*self.model.read_model(name))
@@ -286,7 +286,7 @@ class Embedder:
             source = Path(item)
             if is_spectrogram(source):
                 return source, "examples", spectrogram_blocks(source, dat_dtype=options.dat_dtype)
-            kind = resampling.kind(audio_length(source)[1]) if options.resampler == resampling.IN_GRAPH else "windows"
+            kind = resampling.kind(audio_rate(source, options))
             windows = audio_blocks(source, options)
         else:
             if _is_waveform_pair(item):

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from vggish_rt.engine import params, resampling
-from vggish_rt.engine.audio import audio_length
 from vggish_rt.engine.decoding import DecodePool, started_beside, to_examples
 from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import ArgumentError, Interrupted, VggishError, option
@@ -48,7 +47,7 @@ from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.probe import ProbeReport, in_chunks, probe_input
 from vggish_rt.engine.resampling import sized_kinds
 from vggish_rt.engine.shards import DeviceProcesses, Unit, plan_units
-from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, skip_rows, spectrogram_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, audio_rate, skip_rows, spectrogram_blocks
 from vggish_rt.engine.store import PartialStore, Rows, store_files
 
 Progress = Callable[[int], None]
@@ -395,22 +394,15 @@ def _row_kinds(sources: list[Path], embedder: Embedder, options: ReadOptions) ->
     """The kinds of rows whose sessions are made before the job starts: log-mel 'examples', audio 'windows',
     or with the graph's resampler the native rows of the first audio input's rate (others' sessions are made
     when their first batch comes)."""
-    kinds = set()
-    for source in sources:
-        if is_spectrogram(source) or embedder.frontend == "numpy":
-            kinds.add("examples")
-        elif not any(kind != "examples" for kind in kinds):
-            kinds.add(_audio_kind(source, options))
+    logmel = [is_spectrogram(s) or embedder.frontend == "numpy" for s in sources]
+    first_audio = next((s for s, spectrogram in zip(sources, logmel) if not spectrogram), None)
+    kinds = {"examples"} if any(logmel) else set()
+    if first_audio is not None:
+        try:
+            kinds.add(resampling.kind(audio_rate(first_audio, options)))
+        except VggishError:  # a bad first file: reported when read; the sessions are for the usual rate
+            kinds.add("windows")
     return tuple(sorted(kinds))
-
-
-def _audio_kind(source: Path, options: ReadOptions) -> str:
-    if options.resampler != resampling.IN_GRAPH:
-        return "windows"
-    try:
-        return resampling.kind(audio_length(source)[1])
-    except VggishError:  # a bad first file: reported when read; the sessions are for the usual rate
-        return "windows"
 
 
 def _probe_failure(failures: list[tuple[int, str]]) -> VggishError:

@@ -82,10 +82,16 @@ def _window_block(source: Path, windows: np.ndarray, first: int, hop: Hop, rate:
     return Block(source, np.arange(first, first + len(windows)), start_s, end_s, windows=windows, rate=rate)
 
 
+def audio_rate(source: Path, options: ReadOptions) -> int:
+    """The rate an audio file's rows keep: 16 kHz, or with ``resampler='onnx'`` the file's own (from its
+    header; VggishError as reading it would raise). Its rows' kind is ``resampling.kind`` of it."""
+    return audio_length(source)[1] if options.resampler == resampling.IN_GRAPH else params.SAMPLE_RATE
+
+
 def audio_blocks(source: Path, options: ReadOptions = ReadOptions()) -> Iterator[Block]:
     """Window blocks of one audio file, in order (no block for a clip too short to give an example); with
     ``resampler='onnx'``, a file at another rate than 16 kHz gives native rows (engine.resampling)."""
-    rate = audio_length(source)[1] if options.resampler == resampling.IN_GRAPH else params.SAMPLE_RATE
+    rate = audio_rate(source, options)
     if rate != params.SAMPLE_RATE:
         resampling.check_rate(rate, options.hop, str(source))
         stream = resampling.NativeRowStream(rate, options.hop, options.pad_short, options.pad_tail)
