@@ -183,7 +183,8 @@ class Embedder:
 
     def _model_bytes(self, kind: str) -> bytes:
         """The model that runs ``kind``, verified; on CUDA with the exact GPU rewrites of engine.graph applied;
-        for native rows with the resampling front in front (engine.resampling). Made once each."""
+        for native rows with the resampling front in front (engine.resampling; on CUDA its products split so
+        that TF32 computes them exactly). Made once each."""
         name, rate = self.model_file(kind), resampling.kind_rate(kind)
         if name not in self._models:
             if self.placement.kind == "cuda" and self.gpu_rewrites:
@@ -193,7 +194,8 @@ class Embedder:
         if rate == params.SAMPLE_RATE:
             return self._models[name]
         if kind not in self._models:
-            self._models[kind] = resampling.with_resampler(self._models[name], rate)
+            self._models[kind] = resampling.with_resampler(self._models[name], rate,
+                                                           exact_tf32=self.placement.kind == "cuda")
         return self._models[kind]
 
     def worker(self, device: int, slot: int = 0, kinds: tuple[str, ...] = ("examples",)) -> "Worker":

@@ -5,7 +5,7 @@ of 50 zero crossings, rolloff 0.917, beta 12.98). Done on the CPU, with soxr
 (the default) or resampy, resampling bounds a 48 kHz job on 16 cores. With
 ``--resampler onnx``, audio at another rate than 16 kHz reaches the session as
 decoded: each example's window of native-rate samples with the filter's reach
-on either side (a *native row*), and a strided convolution in front of the
+on either side (a *native row*), and a convolution in front of the
 end-to-end graph turns it into the 15,600 samples at 16 kHz that resampy
 gives. On a GPU the session does that work; the decoding workers only decode.
 
@@ -16,9 +16,9 @@ distance its loop steps through (``int(scale * 8192)`` table points a sample,
 ``scale = min(1, 16000 / r)``). The weights here are that same function,
 evaluated exactly (the table is the closed form to 3e-16) at the same
 distances, so the only differences from resampy are the table's interpolation
-(below 1e-8) and float32 sums: at most 4.8e-7 on signals within +-0.7 at 48,
+(below 1e-8) and float32 sums: at most 5.4e-7 on signals within +-0.7 at 48,
 44.1, 32, 22.05, 11.025 and 8 kHz on the CPU (tests/test_resampling.py checks
-1e-6). A GPU's TF32 convolutions round more; not measured yet. Samples before
+1e-6); on a GPU, see below. Samples before
 the start and after the end are zeros, as in resampy; its output length,
 ``int(frames * 16000 / r)``, decides the windows, and a window padded by
 ``--pad-tail``/``--pad-short`` has its samples after that length set to zero
@@ -26,11 +26,27 @@ the start and after the end are zeros, as in resampy; its output length,
 
 Structure. With ``g = gcd(r, 16000)``, every ``Q = r / g`` input samples give
 ``P = 16000 / g`` output samples with the same ``P`` sets of weights (48 kHz:
-3 -> 1; 44.1 kHz: 441 -> 160), so one Conv with ``P`` output channels, stride
-``Q`` and a kernel spanning the filter computes them all (for tensor cores,
-blocks of at least 16 outputs: 48 -> 16 at 48 kHz). A window starts on a
-whole input sample when the hop is (0.96 s: any rate that is a multiple of
-25 Hz), which every common rate is; other rates are refused with a clear error.
+3 -> 1; 44.1 kHz: 441 -> 160; blocks of at least 16 outputs: 48 -> 16 at
+48 kHz). The row is read as blocks of ``Q`` samples, one channel for each
+sample of a block ([N, Q, blocks]), and one Conv of stride 1 with ``P``
+output channels and a kernel of ``T`` blocks computes them all (the filter's
+taps in block order, zero past its reach): a GEMM over ``Q x T`` inputs. A
+window starts on a whole input sample when the hop is (0.96 s: any rate that
+is a multiple of 25 Hz), which every common rate is; other rates are refused
+with a clear error.
+
+GPUs. Float32 convolutions run in TF32 there (11-bit products) by default, so
+the front splits samples and weights, ``x = x_hi + x_lo``, ``w = w_hi + w_lo``
+(the hi parts exact in 11 bits), and sums ``x_hi w_hi + x_hi w_lo + x_lo w_hi``
+in the same Conv (three times the input channels), whose products TF32
+computes exactly: the frontend's scheme for its DFT (export/frontend_graph.py).
+Measured on an H200 (fp32 samples of a tone with a quiet partial, against the
+CPU provider): at most 1.9e-6 (48 kHz), 1.6e-6 (44.1), 1.2e-6 (32), 9.5e-7
+(22.05), 4.8e-7 (8); 375,000 (48 kHz) to 1.3 million (8 kHz) rows/s
+GPU-resident. The first version, one input channel and a stride-``Q`` kernel,
+was exact at 48 kHz only because cuDNN happened to pick a non-TF32 algorithm
+for it; at 44.1 and 22.05 kHz it was off by 2.2e-4 and 2.8e-4, and at
+44.1 kHz it ran 175,000 rows/s.
 """
 from __future__ import annotations
 
@@ -52,7 +68,7 @@ ZERO_CROSSINGS = 50
 ROLLOFF = 0.9173473712608761
 BETA = 12.984585247040012
 TABLE_POINTS = 8192  # per zero crossing: resampy's tap spacing is int(scale * TABLE_POINTS) of them
-MIN_BLOCK_OUTPUTS = 16  # output channels of the Conv at least (48 kHz's 3 -> 1 becomes 48 -> 16): GEMM-shaped
+MIN_BLOCK_OUTPUTS = 16  # output channels of the Conv at least (48 kHz's 3 -> 1 becomes 48 -> 16)
 _WIDEST_RATE = 48_000  # batches of native rows are sized for this rate's rows (engine.embedder.batch_rows)
 RESAMPLED = "waveform_16k"  # the front's output: the end-to-end graph's 16 kHz windows
 
@@ -105,9 +121,10 @@ def _kaiser_sinc(u: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Front:
-    """The resampling front for one input ``rate``: Conv weights float32 [P, 1, K], stride Q (input samples),
-    ``margin`` input samples before each window's start, ``row_length`` native samples a window needs (plus one
-    value: how many of its 15,600 output samples are real). ``blocks`` x ``outputs`` >= 15,600."""
+    """The resampling front for one input ``rate``: Conv weights float32 [P, Q, T] (output phase, sample of a
+    block, block), ``stride`` Q input samples a block, ``margin`` input samples before each window's start,
+    ``row_length`` native samples a window needs (plus one value: how many of its 15,600 output samples are
+    real). ``blocks`` x ``outputs`` >= 15,600."""
 
     rate: int
     weights: np.ndarray
@@ -120,8 +137,13 @@ class Front:
         return self.weights.shape[0]
 
     @property
+    def row_blocks(self) -> int:
+        """Blocks of ``stride`` samples in a row: the Conv's input length."""
+        return self.blocks - 1 + self.weights.shape[2]
+
+    @property
     def row_length(self) -> int:
-        return self.stride * (self.blocks - 1) + self.weights.shape[2]
+        return self.stride * self.row_blocks
 
     @property
     def row_width(self) -> int:
@@ -152,10 +174,12 @@ def front(rate: int) -> Front:
             distances.append(start + step * np.arange(count))
     phase_of, index, distance = (np.concatenate(a) for a in (phases, indices, distances))
     margin = int(-index.min())
-    weights = np.zeros((outputs, 1, int(index.max()) + margin + 1), np.float64)
-    np.add.at(weights, (phase_of, 0, index + margin), gain * _kaiser_sinc(distance))
+    taps = -(-(int(index.max()) + margin + 1) // stride) * stride  # the filter's reach, in whole blocks
+    weights = np.zeros((outputs, taps), np.float64)
+    np.add.at(weights, (phase_of, index + margin), gain * _kaiser_sinc(distance))
+    polyphase = weights.reshape(outputs, taps // stride, stride).transpose(0, 2, 1)  # tap t*Q+s -> [s, t]
     blocks = -(-params.EXAMPLE_SAMPLES // outputs)
-    return Front(rate, weights.astype(np.float32), stride, margin, blocks)
+    return Front(rate, np.ascontiguousarray(polyphase, np.float32), stride, margin, blocks)
 
 
 def refuse_in_graph(resampler: str, where: str) -> None:
@@ -234,41 +258,62 @@ def native_rows(samples: np.ndarray, rate: int, hop: Hop, pad_short: bool = Fals
     return np.concatenate([stream.push(samples), stream.finish()])
 
 
-def front_nodes(rate: int) -> tuple[list, list, object]:
+def _hi(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to 11 significant bits (through float16), as float32: a TF32 product of two is exact."""
+    return values.astype(np.float16).astype(np.float32)
+
+
+def front_nodes(rate: int, exact_tf32: bool = False) -> tuple[list, list, object]:
     """ONNX nodes, initializers and graph input that take native rows at ``rate`` (input ``waveform``, float32
-    [N, row_width]) to 16 kHz windows named RESAMPLED (float32 [N, 15600])."""
+    [N, row_width]) to 16 kHz windows named RESAMPLED (float32 [N, 15600]). ``exact_tf32``: the Conv's
+    products split so that TF32 computes them exactly (see the module docstring), for GPUs."""
     spec = front(rate)
     p = f"resample_{rate}_"
+    weights = spec.weights
+    if exact_tf32:  # input channels: x_hi (times w_hi), x_hi (w_lo), x_lo (w_hi)
+        weights = np.concatenate([_hi(weights), weights - _hi(weights), _hi(weights)], axis=1)
     constants = [numpy_helper.from_array(value, p + name) for name, value in (
-        ("weights", spec.weights),
+        ("weights", weights),
         ("zero", np.array([0], np.int64)),
         ("one", np.array([1], np.int64)),
         ("row_length", np.array([spec.row_length], np.int64)),
         ("row_width", np.array([spec.row_width], np.int64)),
+        ("block_shape", np.array([0, spec.row_blocks, spec.stride], np.int64)),
         ("stream_shape", np.array([0, spec.blocks * spec.outputs], np.int64)),
         ("window_length", np.array([params.EXAMPLE_SAMPLES], np.int64)),
         ("positions", np.arange(params.EXAMPLE_SAMPLES, dtype=np.float32)[None]))]
+    node = helper.make_node
+    channels = p + "channels"
+    split = [
+        node("Cast", [channels], [p + "rounded"], name=p + "round_hi", to=TensorProto.FLOAT16),
+        node("Cast", [p + "rounded"], [p + "channels_hi"], name=p + "channels_hi", to=TensorProto.FLOAT),
+        node("Sub", [channels, p + "channels_hi"], [p + "channels_lo"], name=p + "channels_lo"),
+        node("Concat", [p + "channels_hi", p + "channels_hi", p + "channels_lo"], [p + "channels_split"],
+             name=p + "channels_split", axis=1),
+    ] if exact_tf32 else []
     nodes = [
-        helper.make_node("Slice", [params.ONNX_WAVEFORM, p + "zero", p + "row_length", p + "one"], [p + "samples"],
-                         name=p + "samples"),
-        helper.make_node("Slice", [params.ONNX_WAVEFORM, p + "row_length", p + "row_width", p + "one"], [p + "real"],
-                         name=p + "real"),
-        helper.make_node("Unsqueeze", [p + "samples", p + "one"], [p + "channel"], name=p + "channel"),
-        helper.make_node("Conv", [p + "channel", p + "weights"], [p + "phases"], name=p + "conv", strides=[spec.stride]),
-        helper.make_node("Transpose", [p + "phases"], [p + "blocks"], name=p + "transpose", perm=[0, 2, 1]),
-        helper.make_node("Reshape", [p + "blocks", p + "stream_shape"], [p + "stream"], name=p + "stream"),
-        helper.make_node("Slice", [p + "stream", p + "zero", p + "window_length", p + "one"], [p + "window"],
-                         name=p + "window"),
-        helper.make_node("Less", [p + "positions", p + "real"], [p + "is_real"], name=p + "is_real"),
-        helper.make_node("Cast", [p + "is_real"], [p + "mask"], name=p + "mask", to=TensorProto.FLOAT),
-        helper.make_node("Mul", [p + "window", p + "mask"], [RESAMPLED], name=p + "masked"),
+        node("Slice", [params.ONNX_WAVEFORM, p + "zero", p + "row_length", p + "one"], [p + "samples"],
+             name=p + "samples"),
+        node("Slice", [params.ONNX_WAVEFORM, p + "row_length", p + "row_width", p + "one"], [p + "real"],
+             name=p + "real"),
+        node("Reshape", [p + "samples", p + "block_shape"], [p + "row_blocks"], name=p + "row_blocks"),
+        node("Transpose", [p + "row_blocks"], [channels], name=p + "channels", perm=[0, 2, 1]),
+        *split,
+        node("Conv", [p + "channels_split" if exact_tf32 else channels, p + "weights"], [p + "phases"],
+             name=p + "conv"),
+        node("Transpose", [p + "phases"], [p + "blocks"], name=p + "transpose", perm=[0, 2, 1]),
+        node("Reshape", [p + "blocks", p + "stream_shape"], [p + "stream"], name=p + "stream"),
+        node("Slice", [p + "stream", p + "zero", p + "window_length", p + "one"], [p + "window"], name=p + "window"),
+        node("Less", [p + "positions", p + "real"], [p + "is_real"], name=p + "is_real"),
+        node("Cast", [p + "is_real"], [p + "mask"], name=p + "mask", to=TensorProto.FLOAT),
+        node("Mul", [p + "window", p + "mask"], [RESAMPLED], name=p + "masked"),
     ]
     graph_input = helper.make_tensor_value_info(params.ONNX_WAVEFORM, TensorProto.FLOAT, ["N", spec.row_width])
     return nodes, constants, graph_input
 
 
-
-def with_resampler(model: bytes, rate: int) -> bytes:
-    """An end-to-end model (input ``waveform``, 16 kHz windows) that takes native rows at ``rate`` instead."""
-    nodes, constants, graph_input = front_nodes(rate)
+def with_resampler(model: bytes, rate: int, exact_tf32: bool = False) -> bytes:
+    """An end-to-end model (input ``waveform``, 16 kHz windows) that takes native rows at ``rate`` instead;
+    ``exact_tf32`` as in :func:`front_nodes` (on GPUs)."""
+    nodes, constants, graph_input = front_nodes(rate, exact_tf32)
     return with_front(model, params.ONNX_WAVEFORM, nodes, constants, graph_input, RESAMPLED)

@@ -218,3 +218,18 @@ def write_tiny_model(directory: Path, seed: int = 0) -> Path:
     write_manifest(directory, {"format": FORMAT, "format_version": FORMAT_VERSION, "pretrained": False,
                                "files": {"vggish.onnx": {"sha256": sha256_bytes(data), "bytes": len(data)}}})
     return directory
+
+
+def windows_model() -> bytes:
+    """A stand-in for the end-to-end graph: its input ``waveform`` [N, 15600] is its output (to see what a
+    front, engine.resampling's, gives it)."""
+    from onnx import TensorProto, helper
+
+    from vggish_rt.engine import params
+
+    graph = helper.make_graph([helper.make_node("Identity", [params.ONNX_WAVEFORM], [params.ONNX_EMBEDDING])], "windows",
+                              [helper.make_tensor_value_info(params.ONNX_WAVEFORM, TensorProto.FLOAT, ["N", 15600])],
+                              [helper.make_tensor_value_info(params.ONNX_EMBEDDING, TensorProto.FLOAT, ["N", 15600])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()

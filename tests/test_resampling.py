@@ -6,25 +6,13 @@ import csv
 import numpy as np
 import pytest
 import soundfile as sf
-from onnx import TensorProto, helper
-
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, windows_model
 from vggish_rt.engine import params
 from vggish_rt.engine.resampling import NativeRowStream, native_rows, with_resampler
 from vggish_rt.engine.session import create_session
 from vggish_rt.engine.windows import Hop, cut_windows
 
 resampy = pytest.importorskip("resampy")
-
-
-def windows_model() -> bytes:
-    """A stand-in for the end-to-end graph: its input ``waveform`` [N, 15600] is its output."""
-    graph = helper.make_graph([helper.make_node("Identity", [params.ONNX_WAVEFORM], [params.ONNX_EMBEDDING])], "windows",
-                              [helper.make_tensor_value_info(params.ONNX_WAVEFORM, TensorProto.FLOAT, ["N", 15600])],
-                              [helper.make_tensor_value_info(params.ONNX_EMBEDDING, TensorProto.FLOAT, ["N", 15600])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
 
 
 @pytest.mark.parametrize("rate, seconds, hop, padded", [
@@ -49,9 +37,10 @@ def test_native_rows_through_the_front_are_resampys_windows(rate, seconds, hop, 
     np.testing.assert_array_equal(np.concatenate(pieces), rows)
     assert len(rows) == len(expected)
     if len(rows):
-        resampled = create_session(with_resampler(windows_model(), rate), "cpu", threads=1).run(
-            None, {params.ONNX_WAVEFORM: rows})[0]
-        np.testing.assert_allclose(resampled, expected, rtol=0, atol=1e-6)
+        for exact_tf32 in (False, True):  # the GPU's split products give the same sums on the CPU
+            resampled = create_session(with_resampler(windows_model(), rate, exact_tf32), "cpu", threads=1).run(
+                None, {params.ONNX_WAVEFORM: rows})[0]
+            np.testing.assert_allclose(resampled, expected, rtol=0, atol=1e-6)
 
 
 def write_rates(directory, rates_seconds):
