@@ -18,6 +18,10 @@ included; ``start_up_s`` is the wall time of the same command on a one-input
 corpus of the same kind, and ``steady_examples_per_s`` the rate with it
 subtracted. The engine's ceiling comes from ``vggish-rt bench`` (host arrays
 in and out; ``--input examples`` and ``--input windows``) in the same run.
+While each job runs: ``cores_busy``, the machine's busy CPU-seconds over the
+wall time (/proc/stat), and on GPUs ``gpu_busy_s`` and ``gpu_util_while_busy``
+(nvidia-smi every 100 ms: seconds above 20% utilisation per GPU, and the mean
+then): cores busy while the GPUs wait say the data path bounds the job.
 
 ``--null``: a model directory whose network costs nothing (the first 128
 values of each input row), for profiling the data path on a machine with no
@@ -30,6 +34,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -153,6 +158,42 @@ def run_cli(arguments: list[str], work: Path) -> tuple[float, str]:
     return wall, job.stderr + job.stdout
 
 
+def _busy_cpu_seconds() -> float | None:
+    """CPU-seconds every core of the machine has spent busy since boot (/proc/stat), None where unknown."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def run_with_load(arguments: list[str], work: Path, gpus: int) -> tuple[float, str, dict[str, float]]:
+    """:func:`run_cli`, and what the machine did meanwhile: ``cores_busy`` (busy CPU-seconds of the whole
+    machine over the wall time) and, with ``gpus`` > 0 and nvidia-smi, ``gpu_busy_s`` (seconds the GPUs were
+    above 20% utilisation, sampled every 100 ms, per GPU) and ``gpu_util_while_busy`` (their mean then, %):
+    a job whose GPUs idle while its cores are busy is bound by its data path."""
+    sampler = None
+    if gpus and shutil.which("nvidia-smi"):
+        sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                    "-lms", "100"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    busy = _busy_cpu_seconds()
+    try:
+        wall, log = run_cli(arguments, work)
+    finally:
+        if sampler is not None:
+            sampler.terminate()
+    load: dict[str, float] = {}
+    if busy is not None:
+        load["cores_busy"] = round((_busy_cpu_seconds() - busy) / wall, 1)
+    if sampler is not None:
+        samples = [int(v) for v in sampler.communicate()[0].split() if v.isdigit()]
+        active = [v for v in samples if v > 20]
+        load["gpu_busy_s"] = round(len(active) * 0.1 / gpus, 1)
+        load["gpu_util_while_busy"] = round(sum(active) / len(active), 1) if active else 0.0
+    return wall, log, load
+
+
 def engine_ceiling(model: Path, device: str, precision: str, kind: str, seconds: float) -> float:
     """``vggish-rt bench --json`` examples/s (host arrays in and out)."""
     _, output = run_cli(["bench", "--model", str(model), "--device", device, "--precision", precision,
@@ -199,10 +240,11 @@ def main() -> None:
             common = ["--model", str(model), "--device", device, "--precision", arguments.precision, "--out", str(out),
                       *arguments.extra.split()]
             start_up, _ = run_cli(["embed", *small_inputs, *common], arguments.work)
-            wall, log = run_cli(["embed", *inputs, *common], arguments.work)
+            wall, log, load = run_with_load(["embed", *inputs, *common], arguments.work,
+                                            0 if device == "cpu" else device.count(",") + 1)
             results.append({"job": kind, "device": device, "precision": arguments.precision, "options": arguments.extra,
                             "examples": examples,
-                            "wall_s": round(wall, 2), "start_up_s": round(start_up, 2),
+                            "wall_s": round(wall, 2), "start_up_s": round(start_up, 2), **load,
                             "examples_per_s": round(examples / wall, 1),
                             "steady_examples_per_s": round((examples - small_examples) / max(wall - start_up, 1e-9), 1),
                             "of_engine": round(examples / wall / ceiling["examples" if kind in ("seed", "npy")
@@ -210,13 +252,15 @@ def main() -> None:
                             "summary": log.strip().splitlines()[-1]})
             print(json.dumps(results[-1]), flush=True)
     arguments.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"{'job':8} {'device':12} {'examples':>9} {'wall s':>7} {'start s':>7} {'ex/s':>9} {'steady':>9} {'of engine':>9}")
+    print(f"{'job':8} {'device':12} {'examples':>9} {'wall s':>7} {'start s':>7} {'ex/s':>9} {'steady':>9} {'of engine':>9}"
+          f" {'cores':>5} {'gpu s':>5} {'gpu %':>5}")
     for r in results:
         if r["job"] == "engine":
             print(f"{'engine':8} {r['device']:12} examples {r['examples']:,.0f}/s, windows {r['windows']:,.0f}/s")
         else:
             print(f"{r['job']:8} {r['device']:12} {r['examples']:9,} {r['wall_s']:7.2f} {r['start_up_s']:7.2f} "
-                  f"{r['examples_per_s']:9,.0f} {r['steady_examples_per_s']:9,.0f} {r['of_engine']:9.1%}")
+                  f"{r['examples_per_s']:9,.0f} {r['steady_examples_per_s']:9,.0f} {r['of_engine']:9.1%}"
+                  f" {r.get('cores_busy', ''):>5} {r.get('gpu_busy_s', ''):>5} {r.get('gpu_util_while_busy', ''):>5}")
 
 
 if __name__ == "__main__":
