@@ -240,7 +240,7 @@ def bench(
                         threads=threads)
     embedder.warn_if_demo()
     if input_kind == "windows":
-        embedder.require("windows")
+        embedder._require("windows")
     result = benchmark(embedder, seconds, input_kind, examples)
     print(f"{result['examples_per_s']:,.0f} examples/s  ({result['device']}, {result['precision']}, batch "
           f"{result['batch_size']}, {result['input']}; median of {result['repeats']} repeats of "

@@ -83,6 +83,9 @@ class Embedder:
     merged over ``prefer_nhwc=1``), ``gpu_rewrites`` (the exact graph rewrite of
     engine.graph, on), ``provider`` 'cuda' or 'tensorrt' (with its engine cache
     in ``tensorrt_cache``). ``threads``: CPU intra-op threads (default: all cores).
+
+    Public: the ``embed`` methods, ``devices``, ``warn_if_demo``. The methods whose names start with an
+    underscore (sessions, device workers, batch buffers) are the job's plumbing (engine.job, engine.shards).
     """
 
     def __init__(self, model_dir: Path | str | None = None, device: str = "auto", precision: str = "fp32",
@@ -115,7 +118,7 @@ class Embedder:
         if self.tensorrt_cache is not None:
             Path(self.tensorrt_cache).mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size or DEFAULT_BATCH[self.placement.kind]
-        self.require("examples")
+        self._require("examples")
         self._arguments = {"model_dir": str(self.model.path), "precision": precision, "batch_size": self.batch_size,
                            "relu": relu, "frontend": frontend, "threads": threads, "cuda_options": cuda_options,
                            "sessions_per_device": sessions_per_device, "gpu_rewrites": gpu_rewrites,
@@ -131,7 +134,7 @@ class Embedder:
         """How many devices the work is spread over."""
         return max(1, len(self.placement.device_ids))
 
-    def shard_arguments(self, shard: int, shards: int) -> dict[str, Any]:
+    def _shard_arguments(self, shard: int, shards: int) -> dict[str, Any]:
         """Keyword arguments for an Embedder like this one that runs shard ``shard`` of ``shards`` in its own
         process: on CUDA, one GPU each (shard i on the i-th device); on the CPU, a share of the threads."""
         arguments = dict(self._arguments)
@@ -142,24 +145,24 @@ class Embedder:
             arguments["threads"] = max(1, (self.threads or os.cpu_count() or 1) // shards)
         return arguments
 
-    def model_file(self, kind: str) -> str:
+    def _model_file(self, kind: str) -> str:
         """The model file that runs inputs of ``kind``: 'examples' (log-mel), or audio: 'windows' (16 kHz) and
         native rows 'windows@RATE' (resampled in the graph, engine.resampling)."""
         return E2E_FILES[self.precision] if kind != "examples" and self.frontend == "onnx" else NETWORK_FILES[self.precision]
 
-    def batch_rows(self, kind: str) -> int:
+    def _batch_rows(self, kind: str) -> int:
         """Rows in a batch of ``kind``: ``batch_size`` (fewer for native rows wider than 48 kHz's)."""
         return resampling.batch_rows(kind, self.batch_size)
 
-    def require(self, kind: str) -> None:
+    def _require(self, kind: str) -> None:
         """Refuse, before any work, a model directory lacking the file for inputs of ``kind``."""
-        name = self.model_file(kind)
+        name = self._model_file(kind)
         if not self.model.has(name):
             hint = f" or use {option('frontend', 'numpy')}" if name in E2E_FILES.values() else ""
             raise VggishError(f"{self.model.path}: has no {name} for {option('precision', self.precision)}; "
                               f"re-export the model, choose another precision{hint}")
 
-    def runner(self, kind: str, device: int = 0, slot: int = 0) -> Runner:
+    def _runner(self, kind: str, device: int = 0, slot: int = 0) -> Runner:
         """The runner for ``kind`` ('examples', 'windows' or native rows 'windows@RATE') on device number ``device``
         (session ``slot`` of ``sessions_per_device``), created on first use.
 
@@ -173,11 +176,11 @@ class Embedder:
             return runner
         with self._session_lock:
             if key not in self._runners:
-                self.require(kind)
+                self._require(kind)
                 input_name = params.ONNX_FEATURES if kind == "examples" else params.ONNX_WAVEFORM
                 device_id = self.placement.device_ids[device] if self.placement.device_ids else 0
                 self._runners[key] = Runner(self._model_bytes(kind), input_name, resampling.row_shape(kind),
-                                            self.batch_rows(kind), self.placement.kind, device_id, self.threads,
+                                            self._batch_rows(kind), self.placement.kind, device_id, self.threads,
                                             self.cuda_options, self.tensorrt_cache)
             return self._runners[key]
 
@@ -185,7 +188,7 @@ class Embedder:
         """The model that runs ``kind``, verified; on CUDA with the exact GPU rewrites of engine.graph applied;
         for native rows with the resampling front in front (engine.resampling; on CUDA its products split so
         that TF32 computes them exactly). Made once each."""
-        name, rate = self.model_file(kind), resampling.kind_rate(kind)
+        name, rate = self._model_file(kind), resampling.kind_rate(kind)
         if name not in self._models:
             if self.placement.kind == "cuda" and self.gpu_rewrites:
                 self._models[name] = pool_before_bias_relu(*self.model.read_model(name))
@@ -198,12 +201,12 @@ class Embedder:
                                                            exact_tf32=self.placement.kind == "cuda")
         return self._models[kind]
 
-    def worker(self, device: int, slot: int = 0, kinds: tuple[str, ...] = ("examples",)) -> "Worker":
+    def _worker(self, device: int, slot: int = 0, kinds: tuple[str, ...] = ("examples",)) -> "Worker":
         """Runs a pipeline Batch on device number ``device``, session ``slot``; applies ``relu`` when asked.
         Its ``prepare`` creates its sessions for ``kinds``."""
         return Worker(self, device, slot, kinds)
 
-    def workers(self, kinds: tuple[str, ...] = ("examples",)) -> list["Worker"]:
+    def _workers(self, kinds: tuple[str, ...] = ("examples",)) -> list["Worker"]:
         """One worker per session: ``sessions_per_device`` on each device.
 
         The first session of each device is created here, in the calling thread,
@@ -217,10 +220,10 @@ class Embedder:
             cudart.start_contexts(self.placement.device_ids)
         for kind in kinds:
             for device in range(self.devices):
-                self.runner(kind, device, 0)
-        return [self.worker(d, s, kinds) for s in range(self.sessions_per_device) for d in range(self.devices)]
+                self._runner(kind, device, 0)
+        return [self._worker(d, s, kinds) for s in range(self.sessions_per_device) for d in range(self.devices)]
 
-    def batch_buffers(self, kinds: tuple[str, ...], workers: int) -> BatchBuffers:
+    def _batch_buffers(self, kinds: tuple[str, ...], workers: int) -> BatchBuffers:
         """Buffers for batches of ``kinds`` run by ``workers`` device workers through run_batches: one more
         than can be in flight, each a full batch of the largest row. On one GPU they are on that GPU (rows
         go to it as they arrive); on several, in page-locked host memory; on the CPU, in host memory.
@@ -229,7 +232,7 @@ class Embedder:
         memory costs far more than a batch: made per call, it halved the
         engine bench on an H200); one run at a time uses them.
         """
-        batch_floats = max(int(np.prod(resampling.row_shape(kind))) * self.batch_rows(kind) for kind in kinds)
+        batch_floats = max(int(np.prod(resampling.row_shape(kind))) * self._batch_rows(kind) for kind in kinds)
         key = (DEPTH * workers + 2, 4 * batch_floats)
         with self._lock:
             if key not in self._buffers:
@@ -317,9 +320,9 @@ class Embedder:
         """Every row of ``blocks`` (block, metadata, input number < ``count``) through the sessions of all
         devices -> for each input number, its pieces (embeddings float32 [n,128], start_s, end_s), in order."""
         parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(count)]
-        workers = self.workers(kinds) if kinds else []
-        stream = batches(blocks, lambda kind: min(batch_size, self.batch_rows(kind)),
-                         buffers=self.batch_buffers(kinds, len(workers)) if kinds else None)
+        workers = self._workers(kinds) if kinds else []
+        stream = batches(blocks, lambda kind: min(batch_size, self._batch_rows(kind)),
+                         buffers=self._batch_buffers(kinds, len(workers)) if kinds else None)
         for batch, values in run_batches(stream, workers):
             edges = np.flatnonzero(np.diff(batch.numbers)) + 1
             for rows in np.split(np.arange(len(values)), edges):
@@ -374,10 +377,10 @@ class Worker:
 
     def prepare(self) -> None:
         for kind in self.kinds:
-            self.embedder.runner(kind, self.device, self.slot)
+            self.embedder._runner(kind, self.device, self.slot)
 
     def __call__(self, batch: Batch) -> np.ndarray:
-        values = self.embedder.runner(batch.kind, self.device, self.slot)(batch.inputs)
+        values = self.embedder._runner(batch.kind, self.device, self.slot)(batch.inputs)
         return np.maximum(values, 0.0, out=values) if self.embedder.relu else values
 
 

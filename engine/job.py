@@ -131,7 +131,7 @@ def _scan(sources: list[Path], embedder: Embedder, options: JobOptions) -> tuple
     metadata = hashlib.sha256(options.metadata.read_bytes()).hexdigest() if options.metadata else ""
     pca = embedder.model.manifest["files"].get(PCA_FILE, {}).get("sha256") if options.postprocessor else None
     return {"inputs": listing.hexdigest(), "count": len(sources), "model": str(embedder.model.path),
-            "model_files": {kind: embedder.model.manifest["files"].get(embedder.model_file(kind), {}).get("sha256")
+            "model_files": {kind: embedder.model.manifest["files"].get(embedder._model_file(kind), {}).get("sha256")
                             for kind in ("examples", "windows")},
             "batch_size": embedder.batch_size, "precision": embedder.precision, "frontend": embedder.frontend,
             "relu": embedder.relu, "hop_frames": options.read.hop.frames, "pad_short": options.read.pad_short,
@@ -292,7 +292,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         resampling.refuse_in_graph(options.read.resampler, "frontend='numpy'")
     kinds = _row_kinds(sources, embedder, options.read)
     for kind in kinds:
-        embedder.require(kind)
+        embedder._require(kind)
     columns, metadata, offsets = None, None, None
     if options.metadata is not None:
         offsets = _metadata_offsets(sources, options)
@@ -310,7 +310,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
         scanned = background.submit(_scan, sources, embedder, options)
         if processes == 0:
             pool_ready = stack.enter_context(started_beside(_decode_pool(sources, embedder, options)))
-            workers = embedder.workers(kinds)
+            workers = embedder._workers(kinds)
             pool = pool_ready()
         else:
             devices = stack.enter_context(_device_processes(sources, embedder, options, kinds, processes))
@@ -352,8 +352,8 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
 
         try:
             if processes == 0:
-                stream = batches(producer, embedder.batch_rows, producer.snapshot,
-                                 embedder.batch_buffers(sized_kinds(kinds, options.read.resampler), len(workers)))
+                stream = batches(producer, embedder._batch_rows, producer.snapshot,
+                                 embedder._batch_buffers(sized_kinds(kinds, options.read.resampler), len(workers)))
                 for batch, values in run_batches(stream, workers):
                     append(batch.rows(values), batch.numbers, lambda: batch.position)
             else:
@@ -480,7 +480,7 @@ def _device_processes(sources: list[Path], embedder: Embedder, options: JobOptio
     """``processes`` device processes (engine.shards) for this job, not yet started; a job of spectrograms
     only starts no decoding pools in them."""
     workers = options.workers if any(not is_spectrogram(s) for s in sources) else 0
-    return DeviceProcesses([embedder.shard_arguments(i, processes) for i in range(processes)], kinds, options.read,
+    return DeviceProcesses([embedder._shard_arguments(i, processes) for i in range(processes)], kinds, options.read,
                            options.chunk_examples, workers)
 
 

@@ -69,7 +69,7 @@ ROLLOFF = 0.9173473712608761
 BETA = 12.984585247040012
 TABLE_POINTS = 8192  # per zero crossing: resampy's tap spacing is int(scale * TABLE_POINTS) of them
 MIN_BLOCK_OUTPUTS = 16  # output channels of the Conv at least (48 kHz's 3 -> 1 becomes 48 -> 16)
-_WIDEST_RATE = 48_000  # batches of native rows are sized for this rate's rows (engine.embedder.batch_rows)
+_WIDEST_RATE = 48_000  # batches of native rows are sized for this rate's rows (engine.embedder._batch_rows)
 RESAMPLED = "waveform_16k"  # the front's output: the end-to-end graph's 16 kHz windows
 
 

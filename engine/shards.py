@@ -105,8 +105,8 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
     pool = DecodePool(options, numpy_frontend, workers, pinned=embedder.placement.kind == "cuda") if workers != 0 else None
     with started_beside(pool) as pool_ready:  # the decoding workers start while the sessions are made
         try:
-            runners = embedder.workers(kinds)
-            buffers = embedder.batch_buffers(sized_kinds(kinds, options.resampler), len(runners))
+            runners = embedder._workers(kinds)
+            buffers = embedder._batch_buffers(sized_kinds(kinds, options.resampler), len(runners))
             pool = pool_ready()
         except VggishError as exc:
             results.put(("error", str(exc)))
@@ -140,7 +140,7 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
                 results.put(("end", uid, rows, error))
 
         try:
-            for batch, values in run_batches(batches(blocks(), embedder.batch_rows, buffers=buffers), runners):
+            for batch, values in run_batches(batches(blocks(), embedder._batch_rows, buffers=buffers), runners):
                 cuts = [0, *(np.flatnonzero(np.diff(batch.numbers)) + 1).tolist(), len(values)]
                 for a, z in zip(cuts[:-1], cuts[1:]):
                     results.put(("rows", int(batch.numbers[a]), batch.index[a:z], batch.start_s[a:z],

@@ -44,7 +44,7 @@ def test_order_is_preserved_across_workers(tiny_model):
         with lock:
             delay = rng.uniform(0, 0.02)
         time.sleep(delay)
-        return embedder.runner("examples")(batch.inputs)
+        return embedder._runner("examples")(batch.inputs)
 
     blocks = ((Block(Path("x"), np.arange(a, a + 23)[: len(x[a:a + 23])], np.full(len(x[a:a + 23]), np.nan),
                      np.full(len(x[a:a + 23]), np.nan), examples=x[a:a + 23]), [], 0) for a in range(0, 200, 23))
@@ -68,7 +68,7 @@ class Preparing:
 
     def __call__(self, batch):
         self.ran.append(batch.seq)
-        return self.embedder.runner("examples")(batch.inputs)
+        return self.embedder._runner("examples")(batch.inputs)
 
 
 def test_a_worker_still_preparing_holds_no_batch_back_and_its_failure_is_the_jobs(tiny_model):

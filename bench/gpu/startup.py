@@ -28,7 +28,7 @@ def main() -> None:
     phases["embedder"] = time.perf_counter() - clock
     for slot in range(embedder.sessions_per_device):
         clock = time.perf_counter()
-        runner = embedder.runner(arguments.kind, 0, slot)
+        runner = embedder._runner(arguments.kind, 0, slot)
         phases[f"session_{slot}"] = time.perf_counter() - clock
         shape = (embedder.batch_size, params.EXAMPLE_SAMPLES) if arguments.kind == "windows" else \
             (embedder.batch_size, params.NUM_FRAMES, params.NUM_BANDS)
