@@ -59,11 +59,11 @@ def embed(
     processes: Annotated[Optional[int], typer.Option(callback=options.count(1, options.MAX_PROCESSES), help="Device processes, each with its own share of the inputs, its own sessions and decoding; this process merges and writes (default: one per GPU when several are used; with one device, none: the job runs in this process). On the CPU, N splits the cores among N processes.")] = None,
     commit_every: Annotated[float, typer.Option(callback=options.seconds(zero_allowed=True), help="Seconds between commits of finished rows (what --resume keeps; 0: after every batch).")] = 2.0,
     provider: Annotated[str, typer.Option(help="On GPUs: cuda (default) or tensorrt (needs TensorRT's own libraries; engine cache in ~/.cache/vggish-rt/tensorrt).")] = "cuda",
-    ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (needs the vggish-rt\\[ray] extra): the one in $RAY_ADDRESS or --ray-address, else a local one. --out names a new directory of Parquet shards + index.csv.")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (needs the vggish-rt\\[ray] extra): the one in $RAY_ADDRESS or --ray-address, else a local one. The output is the one a single machine writes (--out in any format); --metadata and --resume are single-machine options.")] = False,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (HOST:PORT or ray://HOST:PORT); implies --ray.")] = None,
     ray_actors: Annotated[Optional[int], typer.Option(callback=options.count(1, options.MAX_PROCESSES), help="With --ray: embedding actors (default: one per GPU in the cluster, else 2).")] = None,
 ) -> None:
-    """Embed audio or spectrograms into one output file (or, with --ray, a directory of Parquet shards).
+    """Embed audio or spectrograms into one output file (on this machine, or with --ray on a Ray cluster).
 
     Writes to OUT.partial/ as it goes and renames the finished file into place;
     after a crash, the same command with --resume continues where it stopped.
@@ -76,9 +76,9 @@ def embed(
     sources = expand_inputs(inputs, _say)
     read = ReadOptions(_hop(hop), pad_short, pad_tail, resampler, dat_dtype)
     if ray or ray_address:
-        _embed_on_ray(sources, out, model, precision, batch_size, relu, frontend, postprocess, read, ray_address,
-                      ray_actors,
-                      unsupported={"--pool": pool != "none", "--metadata": metadata is not None, "--resume": resume,
+        _embed_on_ray(sources, out, model, precision, batch_size, relu, frontend, postprocess, pool, read,
+                      ray_address, ray_actors,
+                      unsupported={"--metadata": metadata is not None, "--resume": resume,
                                    "--device": device != "auto", "--provider": provider != "cuda"})
         return
     embedder = Embedder(model, device=device, precision=precision, batch_size=batch_size, relu=relu, frontend=frontend,
@@ -112,8 +112,8 @@ def _accounted(result: JobReport) -> str:
 
 
 def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precision: str, batch_size: Optional[int],
-                  relu: bool, frontend: str, postprocess: bool, windows: ReadOptions, address: Optional[str],
-                  actors: Optional[int], unsupported: dict[str, bool]) -> None:
+                  relu: bool, frontend: str, postprocess: bool, pool: str, windows: ReadOptions,
+                  address: Optional[str], actors: Optional[int], unsupported: dict[str, bool]) -> None:
     """``embed --ray``: the same job through engine.ray_stage; failed inputs are listed, never fatal
     (as --on-error skip: one bad file must not stop a cluster's job)."""
     from vggish_rt.engine.errors import VggishError
@@ -131,20 +131,23 @@ def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precisi
     directory = ModelDirectory(model)
     if not directory.pretrained:
         print(f"note: {directory.describe()}", file=sys.stderr)
-    postprocessor = directory.postprocessor() if postprocess else None
+    postprocessor = directory.postprocessor() if postprocess or out.suffix.lower() == ".tfrecord" else None
     options = {"model_dir": str(directory.path), "precision": precision, "batch_size": batch_size, "relu": relu,
                "frontend": frontend}
     with progress_bar("embedding on Ray") as bar:
         bar.expect(probe_inputs(sources, windows).examples)
-        result = run_ray_job(sources, out, options, windows, RayOptions(address, actors), postprocessor, bar)
+        result = run_ray_job(sources, out, options, windows, RayOptions(address, actors), postprocessor, bar, pool=pool)
     for path in result.short_inputs:
         print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
     for _, reason in result.failures:
         print(f"failed: {reason}", file=sys.stderr)
-    print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out}/ "
+    if result.failures:
+        from vggish_rt.engine.job import failures_path
+
+        print(f"{len(result.failures)} input(s) failed; listed in {failures_path(out)}", file=sys.stderr)
+    print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out} "
           f"(Ray, {precision}){_accounted(result)}")
     if result.failures:
-        print(f"{len(result.failures)} input(s) failed; listed in {out / 'failures.csv'}", file=sys.stderr)
         raise typer.Exit(1)
 
 

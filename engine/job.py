@@ -278,16 +278,10 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     as the probe finds it (about when the first rows are stored), keeping nothing. On an error (or a kill) the partial store stays beside ``out`` for ``resume``; a resumed job
     tells ``say`` where it goes on.
     """
-    if options.pool not in POOLS:
-        raise ArgumentError("pool", options.pool, f"expected one of {', '.join(POOLS)}")
     if options.on_error not in ("fail", "skip"):
         raise ArgumentError("on_error", options.on_error, "expected fail or skip")
     out = Path(out)
-    check_output(out)
-    refuse_overwriting_inputs([out, index_path(out), failures_path(out), *store_files(out)], sources)
-    if out.suffix.lower() == ".tfrecord" and (options.postprocessor is None or options.pool != "none"):
-        raise ArgumentError("out", out, f".tfrecord holds quantized embeddings per example: use it with "
-                            f"{option('postprocessor', flag='postprocess')} and {option('pool', 'none')}")
+    check_job_output(out, sources, options.postprocessor, options.pool)
     if embedder.frontend == "numpy":
         resampling.refuse_in_graph(options.read.resampler, "frontend='numpy'")
     kinds = _row_kinds(sources, embedder, options.read)
@@ -385,9 +379,21 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
             store.close()
     store.discard()
     report = producer.report
-    _write_failures(out, report)
+    write_failures(out, report)
     report.rows = written  # what the output holds, pooled or not
     return report
+
+
+def check_job_output(out: Path, sources: list[Path], postprocessor: Postprocessor | None, pool: str) -> None:
+    """Refuse an output the job cannot write (its format, ``pool``, a .tfrecord's needs) or one that would write
+    over an input (the output, its index, failures file or store)."""
+    if pool not in POOLS:
+        raise ArgumentError("pool", pool, f"expected one of {', '.join(POOLS)}")
+    check_output(out)
+    refuse_overwriting_inputs([out, index_path(out), failures_path(out), *store_files(out)], sources)
+    if out.suffix.lower() == ".tfrecord" and (postprocessor is None or pool != "none"):
+        raise ArgumentError("out", out, f".tfrecord holds quantized embeddings per example: use it with "
+                            f"{option('postprocessor', flag='postprocess')} and {option('pool', 'none')}")
 
 
 def _row_kinds(sources: list[Path], embedder: Embedder, options: ReadOptions) -> tuple[str, ...]:
@@ -519,7 +525,7 @@ def failures_path(out: Path) -> Path:
     return out.with_name(out.name + ".failures.csv")
 
 
-def _write_failures(out: Path, report: JobReport) -> None:
+def write_failures(out: Path, report: JobReport) -> None:
     """``<out>.failures.csv`` (source, reason) when inputs failed; a stale one from an earlier run is removed."""
     path = failures_path(out)
     if not report.failures:

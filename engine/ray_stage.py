@@ -2,7 +2,8 @@
 
     input paths --(CPU tasks: decode_source)--> one row per example
                 --(actor pool: EmbedStage, one Embedder per actor, one GPU each where there are GPUs)--> embeddings
-                --(driver, in input order)--> OUT/part-00000.parquet, ..., OUT/index.csv [, OUT/failures.csv]
+                --(driver, in input order)--> the job's sink: OUT.partial/ (engine.store), then OUT in its format
+                  (engine.formats), OUT.failures.csv when inputs failed
 
 Rows between the stages (Ray Data columns):
 ``order`` int64 (input number), ``source`` str, ``example`` int64,
@@ -14,16 +15,15 @@ mixed inputs in one ordered stream). EmbedStage replaces ``inputs`` with
 ``embedding`` float32 [128] (NaN on rows that are not "ok").
 
 Decoding and windowing run as CPU tasks, so the actors get windows, not files.
-The dataset keeps its order (``preserve_order``), so the shards hold the rows
-exactly as a single-machine run writes them, and ``index.csv`` is the same
-file as that run's ``.index.csv``. A killed actor is restarted by Ray and its
-batch retried (``max_restarts``/``max_task_retries``): no row is lost or doubled.
+The dataset keeps its order (``preserve_order``), so the driver gets the rows
+exactly as a single-machine run writes them, through the same store, formats
+and failures file: the output and its ``.index.csv`` are those of that run
+(values within float sums). A killed actor is restarted by Ray and its batch
+retried (``max_restarts``/``max_task_retries``): no row is lost or doubled.
 """
 from __future__ import annotations
 
-import csv
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,18 +34,17 @@ import numpy as np
 
 from vggish_rt.engine import params
 from vggish_rt.engine.embedder import Embedder
-from vggish_rt.engine.errors import VggishError, option
-from vggish_rt.engine.formats import lines_table, parquet_table
+from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.formats import finish
 from vggish_rt.engine.inputs import is_spectrogram, printable
-from vggish_rt.engine.job import JobReport, OverflowGuard
+from vggish_rt.engine.job import JobReport, OverflowGuard, check_job_output, write_failures
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.resampling import refuse_in_graph
 from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, spectrogram_blocks
-from vggish_rt.engine.store import INDEX_COLUMNS, Rows, index_lines
+from vggish_rt.engine.store import PartialStore, Rows
 
 WINDOW, EXAMPLE = 0, 1
 _EXAMPLE_VALUES = params.NUM_FRAMES * params.NUM_BANDS
-SHARD_ROWS = 100_000  # rows per Parquet shard (about 52 MB of float32 embeddings)
 
 
 def _block_rows(order: int, block: Block) -> dict[str, np.ndarray]:
@@ -124,20 +123,20 @@ class RayOptions:
 
 def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any], windows: ReadOptions,
                 ray_options: RayOptions, postprocessor: Postprocessor | None = None,
-                progress: Callable[[int], None] = lambda _: None, stage: type = EmbedStage) -> JobReport:
-    """Embed ``sources`` on a Ray cluster into directory ``out`` (Parquet shards + index.csv); returns the report.
+                progress: Callable[[int], None] = lambda _: None, stage: type = EmbedStage,
+                pool: str = "none") -> JobReport:
+    """Embed ``sources`` on a Ray cluster into ``out`` (any format the job writes); returns the report.
 
-    ``out`` appears only when complete (written as ``out.partial`` and renamed).
-    ``stage``: the actors' class (EmbedStage or a subclass of it).
-    A local cluster gets at least one CPU more than the actors, for decoding.
+    The rows go through the single-machine job's sink: the partial store beside ``out``, then ``out`` in its
+    format (``pool``, ``postprocessor`` as there), written only when complete, and ``<out>.failures.csv``.
+    ``stage``: the actors' class (EmbedStage or a subclass of it). A local cluster gets at least one CPU more
+    than the actors, for decoding.
     """
     import ray
 
     refuse_in_graph(windows.resampler, "the Ray stage")
     out = Path(out)
-    if out.exists():
-        raise VggishError(f"{option('out', out)}: exists; on Ray, {option('out')} names a new directory of Parquet shards")
-    staging = out.with_name(out.name + ".partial")
+    check_job_output(out, sources, postprocessor, pool)
     if not ray.is_initialized():
         local = ray_options.address is None and not os.environ.get("RAY_ADDRESS")
         if any(printable(arg) != arg for arg in sys.argv):  # bytes that are not UTF-8 (Ray sends argv as UTF-8)
@@ -159,65 +158,43 @@ def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any]
         batch_size=embedder_options.get("batch_size") or (1024 if gpus else 64), batch_format="numpy",
         concurrency=actors, num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
         max_restarts=-1, max_task_retries=-1)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    store = PartialStore(out, {"ray": True, "inputs": len(sources)}, (params.EMBEDDING_SIZE,), np.float32)
+    store.create()
     report = JobReport()
     try:
-        _write(dataset.iter_batches(batch_size=4096, batch_format="numpy"), staging, postprocessor, report, progress)
-        staging.rename(out)
+        failed = _store_rows(dataset.iter_batches(batch_size=4096, batch_format="numpy"), store, report, progress)
+        store.commit({"source": len(sources), "example": 0})
+        report.rows = finish(store, pooled=pool == "mean", postprocessor=postprocessor, failed_sources=failed)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        store.discard()
         raise
+    finally:
+        store.close()
+    store.discard()
+    write_failures(out, report)
     return report
 
 
-def _write(batches: Iterator[dict[str, np.ndarray]], directory: Path, postprocessor: Postprocessor | None,
-           report: JobReport, progress: Callable[[int], None]) -> None:
-    """Rows in input order -> part-NNNNN.parquet shards, index.csv and (if any input failed) failures.csv."""
-    import pyarrow.parquet as pq
-
-    shard, writer, shard_rows = 0, None, 0
+def _store_rows(batches: Iterator[dict[str, np.ndarray]], store: PartialStore, report: JobReport,
+                progress: Callable[[int], None]) -> frozenset[str]:
+    """Rows in input order -> ``store``; failed and short inputs into ``report``. Returns the failed inputs."""
     finished: set[int] = set()
     failed: set[int] = set()
     overflows = OverflowGuard("skip", [])  # a non-finite row fails its input from there on, as one process's skip
-    with open(directory / "index.csv", "w", encoding="utf-8", newline="") as index_file:
-        index = csv.writer(index_file, lineterminator="\n")
-        index.writerow(INDEX_COLUMNS)
-        try:
-            for batch in batches:
-                for i in np.flatnonzero(batch["status"] == "failed"):
-                    report.failures.append((str(batch["source"][i]), str(batch["reason"][i])))
-                    failed.add(int(batch["order"][i]))
-                report.short_inputs += [str(s) for s in batch["source"][batch["status"] == "short"]]
-                ok = batch["status"] == "ok"
-                finished.update(int(o) for o in batch["order"][ok])
-                if not ok.any():
-                    continue
-                rows = overflows.finite_rows(Rows([str(s) for s in batch["source"][ok]], batch["example"][ok],
-                                                  batch["start_s"][ok], batch["end_s"][ok], batch["embedding"][ok]),
-                                             batch["order"][ok])
-                if not len(rows):
-                    continue
-                values = postprocessor.postprocess(rows.values) if postprocessor is not None else rows.values
-                lines = index_lines(rows)
-                index.writerows(lines)
-                table = parquet_table(values, lines_table(lines, len(INDEX_COLUMNS)), [])
-                if writer is None:
-                    writer = pq.ParquetWriter(directory / f"part-{shard:05d}.parquet", table.schema)
-                writer.write_table(table)
-                shard_rows += len(rows)
-                report.rows += len(rows)
-                progress(len(rows))
-                if shard_rows >= SHARD_ROWS:
-                    writer.close()
-                    writer, shard, shard_rows = None, shard + 1, 0
-        finally:
-            if writer is not None:
-                writer.close()
+    for batch in batches:
+        for i in np.flatnonzero(batch["status"] == "failed"):
+            report.failures.append((str(batch["source"][i]), str(batch["reason"][i])))
+            failed.add(int(batch["order"][i]))
+        report.short_inputs += [str(s) for s in batch["source"][batch["status"] == "short"]]
+        ok = batch["status"] == "ok"
+        finished.update(int(o) for o in batch["order"][ok])
+        if not ok.any():
+            continue
+        rows = overflows.finite_rows(Rows([str(s) for s in batch["source"][ok]], batch["example"][ok],
+                                          batch["start_s"][ok], batch["end_s"][ok], batch["embedding"][ok]),
+                                     batch["order"][ok])
+        store.append(rows)
+        progress(len(rows))
     report.failures += [(path, reason) for number, path, reason in overflows.entries if number not in failed]
     report.inputs_done = len(finished - failed - overflows.numbers) + len(report.short_inputs)
-    if report.failures:
-        with open(directory / "failures.csv", "w", encoding="utf-8", newline="") as f:
-            failures = csv.writer(f, lineterminator="\n")
-            failures.writerow(["source", "reason"])
-            failures.writerows(report.failures)
+    return frozenset(path for path, _ in report.failures)

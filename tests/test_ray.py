@@ -1,4 +1,5 @@
-"""The embed job on a local Ray cluster (CPU, 2 actors): the same rows as a single-process run."""
+"""The embed job on a local Ray cluster (CPU, 2 actors): the same output as a single-process run, through the
+same sink (store, formats, failures file)."""
 from __future__ import annotations
 
 import csv
@@ -18,12 +19,11 @@ from test_job import spectrogram_dat  # noqa: E402
 from vggish_rt.engine.formats import EMBEDDING_COLUMNS  # noqa: E402
 
 
-def shards(directory: Path):
-    """(index rows, float32 [N,128]) from a --ray output directory's Parquet shards, in shard order."""
-    tables = [pq.read_table(p) for p in sorted(directory.glob("part-*.parquet"))]
-    values = np.concatenate([np.stack([t[c].to_numpy() for c in EMBEDDING_COLUMNS], axis=1) for t in tables])
-    rows = [(s, e) for t in tables for s, e in zip(t["source"].to_pylist(), t["example"].to_pylist())]
-    return rows, values
+def parquet_rows(path: Path):
+    """(index rows, float32 [N,128]) of an ``embed --out X.parquet``."""
+    table = pq.read_table(path)
+    values = np.stack([table[c].to_numpy() for c in EMBEDDING_COLUMNS], axis=1)
+    return list(zip(table["source"].to_pylist(), table["example"].to_pylist())), values
 
 
 @pytest.fixture()
@@ -41,7 +41,7 @@ def mixed_inputs(tmp_path):
 
 
 def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs, tmp_path):
-    """The same @list on Ray as in one process: the same rows, index, failures and notes; a name that is
+    """The same @list on Ray as in one process: the same rows, index, failures file and notes, pooled too; a name that is
     not UTF-8 is embedded (\\xNN in the index). On Ray's command line such a name is one clear error
     (Ray sends the command line as UTF-8), pointing to @list."""
     (tmp_path / "inputs.txt").write_bytes(b"".join(os.fsencode(p) + b"\n" for p in mixed_inputs))
@@ -50,20 +50,29 @@ def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs
                      "--out", tmp_path / "single.npy")
     assert single.returncode == 1, single.stderr
     on_ray = run_cli("embed", inputs, "--model", small_model, "--ray", "--ray-actors", "2",
-                     "--out", tmp_path / "ray_out", env={"RAY_ADDRESS": ""})
+                     "--out", tmp_path / "ray.npy", env={"RAY_ADDRESS": ""})
     assert on_ray.returncode == 1, on_ray.stderr  # one input failed: reported, the rest done
     assert "broken.wav" in on_ray.stderr and "Traceback" not in on_ray.stderr
-    assert (tmp_path / "ray_out" / "index.csv").read_bytes() == Path(f"{tmp_path / 'single.npy'}.index.csv").read_bytes()
-    assert b"caf\\xe9.wav" in (tmp_path / "ray_out" / "index.csv").read_bytes()
-    rows, values = shards(tmp_path / "ray_out")
-    expected = np.load(tmp_path / "single.npy")
-    assert len(rows) == len(expected) > 10
+    assert Path(f"{tmp_path / 'ray.npy'}.index.csv").read_bytes() == Path(f"{tmp_path / 'single.npy'}.index.csv").read_bytes()
+    assert b"caf\\xe9.wav" in Path(f"{tmp_path / 'ray.npy'}.index.csv").read_bytes()
+    values, expected = np.load(tmp_path / "ray.npy"), np.load(tmp_path / "single.npy")
+    assert values.shape == expected.shape and len(expected) > 10
     np.testing.assert_allclose(values, expected, rtol=0, atol=1e-5)
-    with open(tmp_path / "ray_out" / "failures.csv", newline="") as f:
+    assert Path(f"{tmp_path / 'ray.npy'}.failures.csv").read_bytes() == \
+        Path(f"{tmp_path / 'single.npy'}.failures.csv").read_bytes()
+    with open(f"{tmp_path / 'ray.npy'}.failures.csv", newline="") as f:
         failures = list(csv.DictReader(f))
     assert [row["source"] for row in failures] == [str(mixed_inputs[1])]
+    assert not Path(f"{tmp_path / 'ray.npy'}.partial").exists()
+    pooled = run_cli("embed", inputs, "--model", small_model, "--ray", "--ray-actors", "2", "--pool", "mean",
+                     "--out", tmp_path / "ray_pooled.npy", env={"RAY_ADDRESS": ""})
+    single_pooled = run_cli("embed", inputs, "--model", small_model, "--device", "cpu", "--on-error", "skip",
+                            "--pool", "mean", "--out", tmp_path / "single_pooled.npy")
+    assert pooled.returncode == single_pooled.returncode == 1, pooled.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "ray_pooled.npy"), np.load(tmp_path / "single_pooled.npy"),
+                               rtol=0, atol=1e-5)
     assert "short.wav: shorter than 0.975 s" in on_ray.stderr
-    direct = run_cli("embed", mixed_inputs[5], "--model", small_model, "--ray", "--out", tmp_path / "ray_direct",
+    direct = run_cli("embed", mixed_inputs[5], "--model", small_model, "--ray", "--out", tmp_path / "ray_direct.npy",
                      env={"RAY_ADDRESS": ""})
     assert direct.returncode == 2 and "@list" in direct.stderr and "Traceback" not in direct.stderr, direct.stderr
 
@@ -97,12 +106,12 @@ def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        report = run_ray_job(inputs, tmp_path / "out", {"model_dir": str(model), "batch_size": 8}, ReadOptions(),
-                             RayOptions(actors=2), stage=stage)
+        report = run_ray_job(inputs, tmp_path / "out.parquet", {"model_dir": str(model), "batch_size": 8},
+                             ReadOptions(), RayOptions(actors=2), stage=stage)
     finally:
         ray.shutdown()
     assert (tmp_path / "crashed").exists(), "the actor never crashed: the test tested nothing"
-    rows, values = shards(tmp_path / "out")
+    rows, values = parquet_rows(tmp_path / "out.parquet")
     kept = [(str(p), i) for p in inputs for i in range(30)]
     assert rows == [(p, i) for p, i in kept if not (p == str(inputs[1]) and i >= 25)]
     from vggish_rt.engine import Embedder
