@@ -48,7 +48,7 @@ import numpy as np
 from vggish_rt.engine import cudart, params, resampling
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
-from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, input_blocks
 from vggish_rt.engine.windows import window_times
 
 SLOT_ROWS = 64                # windows a slot holds (3.99 MB of float32; more log-mel examples, fewer native rows)
@@ -142,7 +142,7 @@ def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, o
         number, path = task
         slot, filled, first = None, 0, 0
         try:
-            for block in audio_blocks(Path(path), options):  # one rate, so one row shape, a file
+            for block in input_blocks(Path(path), options):  # one rate, so one row shape, a file
                 rows = to_examples(block).examples if numpy_frontend else block.windows
                 done = 0
                 while done < len(rows):

@@ -47,7 +47,7 @@ from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.probe import ProbeReport, in_chunks, probe_input
 from vggish_rt.engine.resampling import sized_kinds
 from vggish_rt.engine.shards import DeviceProcesses, Unit, plan_units
-from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, audio_rate, skip_rows, spectrogram_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, audio_rate, input_blocks, skip_rows
 from vggish_rt.engine.store import PartialStore, Rows, store_files
 
 Progress = Callable[[int], None]
@@ -238,14 +238,15 @@ class _Producer:
         """(number, path, its blocks) of every input from the first one to do: spectrograms read here, audio
         decoded by the pool's worker processes (or here, without a pool)."""
         numbered = list(enumerate(self.sources))[self.first_source:]
+        read, chunk = self.options.read, self.options.chunk_examples
         if self.pool is not None:
             for number, path, decoded in self.pool.decode(numbered, audio=lambda p: not is_spectrogram(p)):
-                yield number, path, decoded if decoded is not None else spectrogram_blocks(path, self.options.chunk_examples, dat_dtype=self.options.read.dat_dtype)
+                yield number, path, decoded if decoded is not None else input_blocks(path, read, chunk)
             return
-        convert = to_examples if self.embedder.frontend == "numpy" else (lambda b: b)
+        numpy_frontend = self.embedder.frontend == "numpy"
         for number, path in numbered:
-            yield number, path, (spectrogram_blocks(path, self.options.chunk_examples, dat_dtype=self.options.read.dat_dtype) if is_spectrogram(path)
-                                 else (convert(b) for b in audio_blocks(path, self.options.read)))
+            blocks = input_blocks(path, read, chunk)
+            yield number, path, map(to_examples, blocks) if numpy_frontend and not is_spectrogram(path) else blocks
 
     def __iter__(self) -> Iterator[tuple[Block, list[list[str]], int]]:
         for number, path, blocks in self._all():
@@ -255,10 +256,7 @@ class _Producer:
                 for block in skip_rows(blocks, skip):
                     rows += len(block)
                     yield block, self.meta(number, block.index), number
-            except (VggishError, OSError) as exc:
-                if isinstance(exc, OSError):  # reading this input, not writing the output: name the input
-                    exc = VggishError(f"{path}: cannot be read ({exc.strerror or exc}); was it removed or "
-                                      "changed while the job ran?")
+            except VggishError as exc:  # reading this input (engine.sources.input_blocks names it)
                 if self.options.on_error == "fail":
                     raise exc from None
                 self.fail(number, printable(str(path)), printable(str(exc)))

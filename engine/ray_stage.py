@@ -36,11 +36,11 @@ from vggish_rt.engine import params
 from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.formats import finish
-from vggish_rt.engine.inputs import is_spectrogram, printable
+from vggish_rt.engine.inputs import printable
 from vggish_rt.engine.job import JobReport, OverflowGuard, check_job_output, write_failures
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.resampling import refuse_in_graph
-from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, spectrogram_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, input_blocks
 from vggish_rt.engine.store import PartialStore, Rows
 
 WINDOW, EXAMPLE = 0, 1
@@ -78,8 +78,7 @@ def decode_source(batch: dict[str, np.ndarray], options: ReadOptions) -> Iterato
     source = printable(str(path))
     produced = False
     try:
-        blocks = spectrogram_blocks(path, dat_dtype=options.dat_dtype) if is_spectrogram(path) else audio_blocks(path, options)
-        for block in blocks:
+        for block in input_blocks(path, options):
             produced = True
             yield _block_rows(order, block)
     except VggishError as exc:

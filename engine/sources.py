@@ -16,7 +16,7 @@ import numpy as np
 from vggish_rt.engine import params, resampling
 from vggish_rt.engine.audio import RESAMPLERS, audio_length, iter_audio
 from vggish_rt.engine.errors import ArgumentError, VggishError
-from vggish_rt.engine.inputs import DAT_DTYPES, open_spectrograms, peak_magnitude, refuse_float32_dat
+from vggish_rt.engine.inputs import DAT_DTYPES, is_spectrogram, open_spectrograms, peak_magnitude, refuse_float32_dat
 from vggish_rt.engine.windows import DEFAULT_HOP, Hop, WindowStream, window_times
 
 # Log-mel values lie within about [ln 0.01, 20]; far above, a file is not log-mel,
@@ -127,6 +127,18 @@ def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int
                               f"(log-mel values lie within about [-5, 20]; above {MAX_ABS_LOG_MEL:g} a file is not log-mel)")
         nan = np.full(len(examples), np.nan)
         yield Block(source, np.arange(first, first + len(examples)), nan, nan, examples=examples)
+
+
+def input_blocks(source: Path, options: ReadOptions = ReadOptions(), chunk: int = 256) -> Iterator[Block]:
+    """One input's blocks, as every job reads it: a ``.npy``/``.dat`` file's log-mel examples (``chunk`` a
+    block), any other file's audio windows (or native rows). A bad input raises VggishError naming it, after
+    the blocks it gave; so does an OSError while it is read (a file removed or cut short under the job)."""
+    try:
+        yield from (spectrogram_blocks(source, chunk, dat_dtype=options.dat_dtype) if is_spectrogram(source)
+                    else audio_blocks(source, options))
+    except OSError as exc:
+        raise VggishError(f"{source}: cannot be read ({exc.strerror or exc}); was it removed or changed while the "
+                          "job ran?") from None
 
 
 def skip_rows(blocks: Iterable[Block], skip: int) -> Iterator[Block]:
