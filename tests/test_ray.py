@@ -119,3 +119,17 @@ def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
     np.testing.assert_allclose(values, np.concatenate([reference[:55], reference[60:]]), rtol=0, atol=1e-5)
     assert report.rows == 85 and report.inputs_done == 2
     assert [path for path, _ in report.failures] == [str(inputs[1])] and "example 25 embeds to NaN" in report.failures[0][1]
+
+
+def test_an_input_removed_under_a_ray_task_is_a_failed_input(tmp_path):
+    """decode_source (a Ray task's work, called here without a cluster) reads through the job's reader: a
+    spectrogram file gone when its task runs gives one 'failed' row naming it, not an exception in the task."""
+    from vggish_rt.engine.ray_stage import decode_source
+    from vggish_rt.engine.sources import ReadOptions
+
+    spectrogram_dat(tmp_path / "kept.dat", 3)
+    batches = [list(decode_source({"order": np.array([i]), "path": np.array([os.fsencode(tmp_path / name)])},
+                                  ReadOptions())) for i, name in enumerate(("kept.dat", "gone.dat"))]
+    assert [str(s) for s in batches[0][0]["status"]] == ["ok"] * 3
+    (marker,) = batches[1]
+    assert str(marker["status"][0]) == "failed" and "gone.dat: cannot be read" in str(marker["reason"][0])
