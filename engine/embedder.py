@@ -34,7 +34,7 @@ from vggish_rt.engine.probe import examples_in, probe_inputs
 from vggish_rt.engine.progress import progress_bar
 from vggish_rt.engine.runner import Runner
 from vggish_rt.engine.session import resolve_placement
-from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, audio_rate, spectrogram_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, audio_rate, input_blocks
 from vggish_rt.engine.staging import BatchBuffers, DeviceBatchBuffers
 from vggish_rt.engine.windows import Hop, cut_windows, window_times
 
@@ -290,9 +290,9 @@ class Embedder:
         if isinstance(item, (str, os.PathLike)):
             source = Path(item)
             if is_spectrogram(source):
-                return source, "examples", spectrogram_blocks(source, dat_dtype=options.dat_dtype)
+                return source, "examples", input_blocks(source, options)
             kind = resampling.kind(audio_rate(source, options))
-            windows = audio_blocks(source, options)
+            windows = input_blocks(source, options)
         else:
             if _is_waveform_pair(item):
                 item, sample_rate = item

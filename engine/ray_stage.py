@@ -160,16 +160,12 @@ def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any]
     store = PartialStore(out, {"ray": True, "inputs": len(sources)}, (params.EMBEDDING_SIZE,), np.float32)
     store.create()
     report = JobReport()
-    try:
+    try:  # no --resume on Ray: the store goes whatever happens
         failed = _store_rows(dataset.iter_batches(batch_size=4096, batch_format="numpy"), store, report, progress)
         store.commit({"source": len(sources), "example": 0})
         report.rows = finish(store, pooled=pool == "mean", postprocessor=postprocessor, failed_sources=failed)
-    except BaseException:
-        store.discard()
-        raise
     finally:
-        store.close()
-    store.discard()
+        store.discard()
     write_failures(out, report)
     return report
 

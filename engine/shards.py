@@ -34,7 +34,7 @@ from vggish_rt.engine.decoding import DecodePool, default_workers, exit_with, st
 from vggish_rt.engine.errors import DemoModelWarning, VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
 from vggish_rt.engine.resampling import sized_kinds
-from vggish_rt.engine.sources import Block, ReadOptions, audio_blocks, skip_rows, spectrogram_blocks
+from vggish_rt.engine.sources import Block, ReadOptions, input_blocks, skip_rows
 from vggish_rt.engine.store import Rows
 
 UNIT_ROWS = 8192        # spectrogram rows a unit (a multiple of the 256-row chunks the job reads)
@@ -73,11 +73,11 @@ def plan_units(sources: list[Path], first_source: int, first_example: int, dat_d
     return units
 
 
-def _unit_blocks(unit: Unit, chunk: int, dat_dtype: str, blocks: Iterator[Block] | None) -> Iterator[Block]:
-    """A unit's blocks (``blocks`` decoded, else a spectrogram file's read), rows before ``skip`` dropped
-    (copies kept, shared memory given back)."""
+def _unit_blocks(unit: Unit, chunk: int, options: ReadOptions, blocks: Iterator[Block] | None) -> Iterator[Block]:
+    """A unit's blocks (``blocks`` decoded, else a spectrogram file's read through engine.sources.input_blocks),
+    rows before ``skip`` dropped (copies kept, shared memory given back)."""
     if blocks is None:
-        blocks = spectrogram_blocks(Path(unit.path), chunk, unit.start, unit.stop, dat_dtype)
+        blocks = input_blocks(Path(unit.path), options, chunk, unit.start, unit.stop)
     return skip_rows(blocks, unit.skip)
 
 
@@ -125,14 +125,14 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
                 yield from pool.decode(pulled(), audio=lambda path: not is_spectrogram(path))
                 return
             for uid, path in pulled():
-                audio = None if is_spectrogram(path) else audio_blocks(path, options)
+                audio = None if is_spectrogram(path) else input_blocks(path, options)
                 yield uid, path, map(to_examples, audio) if audio is not None and numpy_frontend else audio
 
         def blocks() -> Iterator[tuple[Block, list, int]]:
             for uid, _, decoded in unit_blocks():
                 unit, rows, error = units.pop(uid), 0, None
                 try:
-                    for block in _unit_blocks(unit, chunk, options.dat_dtype, decoded):
+                    for block in _unit_blocks(unit, chunk, options, decoded):
                         rows += len(block)
                         yield block, [], uid
                 except VggishError as exc:

@@ -129,12 +129,14 @@ def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int
         yield Block(source, np.arange(first, first + len(examples)), nan, nan, examples=examples)
 
 
-def input_blocks(source: Path, options: ReadOptions = ReadOptions(), chunk: int = 256) -> Iterator[Block]:
-    """One input's blocks, as every job reads it: a ``.npy``/``.dat`` file's log-mel examples (``chunk`` a
-    block), any other file's audio windows (or native rows). A bad input raises VggishError naming it, after
-    the blocks it gave; so does an OSError while it is read (a file removed or cut short under the job)."""
+def input_blocks(source: Path, options: ReadOptions = ReadOptions(), chunk: int = 256, start: int = 0,
+                 stop: int | None = None) -> Iterator[Block]:
+    """One input's blocks, as every job reads it: a ``.npy``/``.dat`` file's log-mel examples (rows [start,
+    stop), ``chunk`` a block), any other file's audio windows (or native rows). A bad input raises VggishError
+    naming it, after the blocks it gave; so does an OSError while it is read (a file removed or cut short
+    under the job)."""
     try:
-        yield from (spectrogram_blocks(source, chunk, dat_dtype=options.dat_dtype) if is_spectrogram(source)
+        yield from (spectrogram_blocks(source, chunk, start, stop, options.dat_dtype) if is_spectrogram(source)
                     else audio_blocks(source, options))
     except OSError as exc:
         raise VggishError(f"{source}: cannot be read ({exc.strerror or exc}); was it removed or changed while the "

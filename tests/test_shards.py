@@ -75,3 +75,14 @@ def tiny_model_dir(tmp_path):
     from conftest import write_tiny_model
 
     return write_tiny_model(tmp_path / "tiny")
+
+
+def test_a_unit_whose_file_is_gone_is_that_input_failing(tmp_path):
+    """A device process reads a spectrogram unit through the job's reader: a file removed after the plan is
+    a VggishError naming it (the input fails, under --on-error), not an OSError that ends the process."""
+    from vggish_rt.engine.errors import VggishError
+    from vggish_rt.engine.shards import Unit, _unit_blocks
+    from vggish_rt.engine.sources import ReadOptions
+
+    with pytest.raises(VggishError, match="gone.dat: cannot be read"):
+        list(_unit_blocks(Unit(0, 0, str(tmp_path / "gone.dat"), 0, 10), 4, ReadOptions(), None))
