@@ -14,6 +14,8 @@ from vggish_rt.engine.progress import progress_bar
 
 if TYPE_CHECKING:
     from vggish_rt.engine.job import JobReport
+    from vggish_rt.engine.modeldir import ModelDirectory
+    from vggish_rt.engine.postprocess import Postprocessor
     from vggish_rt.engine.sources import ReadOptions
 
 InputsArgument = Annotated[list[str], typer.Argument(
@@ -84,10 +86,7 @@ def embed(
     embedder = Embedder(model, device=device, precision=precision, batch_size=batch_size, relu=relu, frontend=frontend,
                         provider=provider)
     embedder.warn_if_demo()
-    postprocessor = None
-    if postprocess or out.suffix.lower() == ".tfrecord":
-        postprocessor = embedder.model.postprocessor()
-    options = JobOptions(read, postprocessor, pool, on_error, metadata, workers, processes, commit_seconds=commit_every)
+    options = JobOptions(read, _postprocessor(embedder.model, postprocess, out), pool, on_error, metadata, workers, processes, commit_seconds=commit_every)
     with progress_bar("embedding") as bar:
         result = run_job(sources, out, embedder, options, bar, resume=resume, say=_say, expect=bar.expect)
     for path in result.short_inputs:
@@ -102,6 +101,11 @@ def embed(
           f"({embedder.placement}, {precision}){_accounted(result)}")
     if result.failures:
         raise typer.Exit(1)
+
+
+def _postprocessor(model: ModelDirectory, postprocess: bool, out: Path) -> Postprocessor | None:
+    """The model's PCA post-processor with --postprocess, or for a .tfrecord (which holds quantized embeddings)."""
+    return model.postprocessor() if postprocess or out.suffix.lower() == ".tfrecord" else None
 
 
 def _accounted(result: JobReport) -> str:
@@ -131,7 +135,7 @@ def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precisi
     directory = ModelDirectory(model)
     if not directory.pretrained:
         print(f"note: {directory.describe()}", file=sys.stderr)
-    postprocessor = directory.postprocessor() if postprocess or out.suffix.lower() == ".tfrecord" else None
+    postprocessor = _postprocessor(directory, postprocess, out)
     options = {"model_dir": str(directory.path), "precision": precision, "batch_size": batch_size, "relu": relu,
                "frontend": frontend}
     with progress_bar("embedding on Ray") as bar:
