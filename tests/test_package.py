@@ -1,6 +1,8 @@
 """Packaging promises: one namespace, no TensorFlow in the runtime, both entry points."""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +21,20 @@ def test_engine_imports_without_tensorflow():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_no_generic_top_level_packages():
-    import importlib.util
-
-    for name in ("engine", "cli", "export"):
-        spec = importlib.util.find_spec(name)
-        assert spec is None or "vggish" not in str(spec.origin), f"top-level {name!r} leaked into the environment"
+def test_no_generic_top_level_packages(tmp_path):
+    """The installed environment exposes the folders only as vggish_rt.*: looked up from a
+    process started outside the clone (pytest puts the clone's folders on its own sys.path)."""
+    root = Path(__file__).resolve().parents[1]
+    code = ("import importlib.util, json; "
+            "print(json.dumps({n: getattr(importlib.util.find_spec(n), 'origin', None) for n in ('engine', 'cli', 'export')}))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    for name, origin in json.loads(result.stdout).items():
+        assert origin is None or not Path(origin).resolve().is_relative_to(root), f"top-level {name!r} leaked: {origin}"
+    ours = subprocess.run([sys.executable, "-c", "import vggish_rt.engine; print(vggish_rt.engine.__file__)"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert ours.returncode == 0 and Path(ours.stdout.strip()).resolve().is_relative_to(root), ours.stderr
 
 
 def test_console_script_and_module_agree():
