@@ -24,7 +24,7 @@ import numpy as np
 from vggish_rt.engine import cudart, params, resampling
 from vggish_rt.engine.audio import check_samples, pcm_to_float, resample, to_mono
 from vggish_rt.engine.decoding import to_examples
-from vggish_rt.engine.errors import ArgumentError, DemoModelWarning, VggishError, option
+from vggish_rt.engine.errors import ArgumentError, DemoModelWarning, DeviceFailure, VggishError, option
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.graph import pool_before_bias_relu
 from vggish_rt.engine.inputs import is_spectrogram
@@ -380,7 +380,11 @@ class Worker:
             self.embedder._runner(kind, self.device, self.slot)
 
     def __call__(self, batch: Batch) -> np.ndarray:
-        values = self.embedder._runner(batch.kind, self.device, self.slot)(batch.inputs)
+        try:
+            values = self.embedder._runner(batch.kind, self.device, self.slot)(batch.inputs)
+        except DeviceFailure as exc:  # where the job stood: the batch's first row
+            number, example = (int(batch.numbers[0]) if batch.numbers is not None else None), int(batch.index[0])
+            raise DeviceFailure(f"{exc}, at {batch.sources[0]} example {example}", number, example) from None
         return np.maximum(values, 0.0, out=values) if self.embedder.relu else values
 
 

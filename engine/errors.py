@@ -47,6 +47,18 @@ class ArgumentError(VggishError):
         super().__init__(f"{option(name, value, flag)}: {why}")
 
 
+class DeviceFailure(VggishError):
+    """onnxruntime failed running a batch on a device (a CUDA or cuDNN error, not an exhausted allocator):
+    the message names the device, the input and example the batch starts at, and onnxruntime's words. A
+    job's store stays resumable: the job adds what it kept and how to go on. ``number`` and ``example``:
+    where the failed batch starts (its first row's number in the run: a job's input, or a device process's
+    unit; and its example index), None where unknown."""
+
+    def __init__(self, message: str, number: int | None = None, example: int | None = None) -> None:
+        super().__init__(message)
+        self.number, self.example = number, example
+
+
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread on SIGTERM (the CLI installs the handler), so a
     terminated job unwinds as an interrupted one does: its store closed, its

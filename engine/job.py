@@ -38,7 +38,7 @@ import numpy as np
 from vggish_rt.engine import params, resampling
 from vggish_rt.engine.decoding import DecodePool, started_beside, to_examples
 from vggish_rt.engine.embedder import Embedder
-from vggish_rt.engine.errors import ArgumentError, Interrupted, VggishError, option
+from vggish_rt.engine.errors import ArgumentError, DeviceFailure, Interrupted, VggishError, option
 from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.modeldir import PCA_FILE
@@ -366,13 +366,13 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
                         f"rerun with {option('resume', True)}") if store.committed_rows else "nothing was kept"
                 raise VggishError(f"{option('out', out)}: writing failed ({exc.strerror}); any previous {out.name} is intact; "
                                   f"{kept}") from None
+            if isinstance(exc, DeviceFailure):
+                raise DeviceFailure(f"{exc}; {_kept(store)}") from None
             raise
         except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
             if store.committed_rows == 0:
                 store.discard()
-            kept = (f"the {store.committed_rows} rows committed so far are kept in {store.path}: the same command with "
-                    f"{option('resume', True)} goes on from there") if store.committed_rows else "nothing was kept"
-            raise Interrupted.from_signal(interrupt, kept) from None
+            raise Interrupted.from_signal(interrupt, _kept(store)) from None
         finally:
             store.close()
     store.discard()
@@ -380,6 +380,14 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     write_failures(out, report)
     report.rows = written  # what the output holds, pooled or not
     return report
+
+
+def _kept(store: PartialStore) -> str:
+    """What a stopped job kept, and how to go on from it."""
+    if not store.committed_rows:
+        return "nothing was kept"
+    return (f"the {store.committed_rows} rows committed so far are kept in {store.path}: the same command with "
+            f"{option('resume', True)} goes on from there")
 
 
 def check_job_output(out: Path, sources: list[Path], postprocessor: Postprocessor | None, pool: str) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from vggish_rt.engine import cudart, params
-from vggish_rt.engine.errors import VggishError, option
+from vggish_rt.engine.errors import DeviceFailure, VggishError, option
 from vggish_rt.engine.session import create_session, onnxruntime
 from vggish_rt.engine.staging import DeviceRows
 
@@ -40,6 +40,12 @@ _OUT_OF_MEMORY = re.compile(r"out of memory|failed to allocate|bad_alloc|ALLOC_F
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether an onnxruntime exception reports an exhausted allocator (host or device)."""
     return bool(_OUT_OF_MEMORY.search(str(error)))
+
+
+def _first_line(error: BaseException) -> str:
+    """onnxruntime's message, its first line, at most 300 characters (its texts run to pages)."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__
 
 
 def _to_stderr(message: str) -> None:
@@ -61,6 +67,8 @@ class Runner:
         self.input_name, self.row_shape, self.batch_size = input_name, row_shape, batch_size
         self.kind, self.device_id = kind, device_id
         self.session = create_session(model, kind, device_id, threads, cuda_options, tensorrt_cache)
+        self._run_options = onnxruntime().RunOptions()
+        self._run_options.log_severity_level = 4  # a failed run is raised, and said in one line (DeviceFailure)
         if kind == "cuda":
             self._bind()
 
@@ -88,12 +96,14 @@ class Runner:
         try:
             return self._run(batch)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes; only OOM is handled
-            if not is_out_of_memory(exc):
+            if isinstance(exc, VggishError):
                 raise
+            if not is_out_of_memory(exc):
+                raise DeviceFailure(f"{self}: onnxruntime failed running a batch of {n} rows "
+                                    f"({type(exc).__name__}: {_first_line(exc)})") from None
             size = min(self.batch_size, n) // 2
             if size < 1:
-                raise VggishError(f"{self}: out of memory even at batch size 1 "
-                                  f"({str(exc).splitlines()[0][:200]})") from None
+                raise VggishError(f"{self}: out of memory even at batch size 1 ({_first_line(exc)})") from None
             self.report(f"warning: {self} ran out of memory at batch size {min(self.batch_size, n)}; "
                         f"going on at {size} (set {option('batch_size', size)} to start there)")
             self.batch_size = size
@@ -109,7 +119,8 @@ class Runner:
             self._binding.bind_input(self.input_name, "cuda", self.device_id, np.float32,
                                      [self.batch_size, *self.row_shape], batch.address)
         elif self.kind == "cpu":
-            return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)},
+                                    self._run_options)[0]
         else:
             if n == self.batch_size and batch.dtype == np.float32 and batch.flags.c_contiguous:
                 host = batch  # a full batch goes straight from its own memory
@@ -119,7 +130,7 @@ class Runner:
                 host = self._staging
             self._to_device(host)
             self._binding.bind_ortvalue_input(self.input_name, self._input)
-        self.session.run_with_iobinding(self._binding)
+        self.session.run_with_iobinding(self._binding, self._run_options)
         return self._to_host()[:n].copy()
 
     def _to_device(self, host: np.ndarray) -> None:

@@ -24,14 +24,14 @@ import multiprocessing
 import os
 import queue
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vggish_rt.engine.decoding import DecodePool, default_workers, exit_with, started_beside, to_examples
-from vggish_rt.engine.errors import DemoModelWarning, VggishError
+from vggish_rt.engine.errors import DemoModelWarning, DeviceFailure, VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
 from vggish_rt.engine.resampling import sized_kinds
 from vggish_rt.engine.sources import Block, ReadOptions, input_blocks, skip_rows
@@ -84,7 +84,9 @@ def _unit_blocks(unit: Unit, chunk: int, options: ReadOptions, blocks: Iterator[
 def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: ReadOptions, chunk: int,
                     workers: int, tasks, results, job: int) -> None:
     """One device's share of the job (see the module docstring); reports ('ready'), ('rows', unit, ...),
-    ('end', unit, rows, error or None), and ('error', message) for a failure of its own."""
+    ('end', unit, rows, error or None), ('failed', unit, example, message) when a batch failed on its
+    device (engine.errors.DeviceFailure; the batch starts at that unit and example), and ('error', message)
+    for a failure of its own."""
     exit_with(job)
     import signal
 
@@ -145,6 +147,8 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
                 for a, z in zip(cuts[:-1], cuts[1:]):
                     results.put(("rows", int(batch.numbers[a]), batch.index[a:z], batch.start_s[a:z],
                                  batch.end_s[a:z], values[a:z]))
+        except DeviceFailure as exc:  # the rows before the failed batch were sent: the job keeps them
+            results.put(("failed", exc.number, exc.example, str(exc)))
         except VggishError as exc:
             results.put(("error", str(exc)))
 
@@ -154,6 +158,13 @@ class _Pending:
     rows: list[tuple] | None = None
     received: int = 0
     end: tuple | None = None
+    failed: tuple | None = None  # ('failed', unit, example, message): a batch from it failed on its device
+
+
+def _rows(unit: Unit, received: list[tuple]) -> Rows:
+    """A unit's ('rows', ...) messages' columns as one Rows."""
+    index, start_s, end_s, values = (np.concatenate(column) for column in zip(*received))
+    return Rows([unit.path] * len(index), index, start_s, end_s, values)
 
 
 class DeviceProcesses:
@@ -221,18 +232,21 @@ class DeviceProcesses:
         for unit in units:
             state = pending.setdefault(unit.id, _Pending([]))
             while state.end is None or state.received < state.end[2]:
+                if state.failed is not None:  # its rows before the failed batch are the job's, then the error
+                    _, _, example, text = state.failed
+                    if state.rows:
+                        emit(replace(unit, stop=example, last=False), _rows(unit, state.rows), None)
+                    raise DeviceFailure(text)
                 message = self._receive()
                 target = pending.setdefault(message[1], _Pending([]))
                 if message[0] == "rows":
                     target.rows.append(message[2:])
                     target.received += len(message[2])
+                elif message[0] == "failed":
+                    target.failed = message
                 else:
                     target.end = message
             del pending[unit.id]
-            rows = None
-            if state.rows:
-                index, start_s, end_s, values = (np.concatenate(column) for column in zip(*state.rows))
-                rows = Rows([unit.path] * len(index), index, start_s, end_s, values)
-            emit(unit, rows, state.end[3])
+            emit(unit, _rows(unit, state.rows) if state.rows else None, state.end[3])
         for process in self.processes:  # every unit is in: each process has ended its stream, or is ending it
             process.join(timeout=10.0)

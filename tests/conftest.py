@@ -191,6 +191,22 @@ def tf_embeddings(checkpoint: Path, features: np.ndarray, relu_output: bool = Fa
         return session.run(embedding, {graph.get_tensor_by_name("vggish/input_features:0"): features})
 
 
+def _write_model_directory(directory: Path, graph: object) -> Path:
+    """A model directory holding ``graph`` (an onnx GraphProto) as its vggish.onnx, with a demo manifest."""
+    from onnx import helper
+
+    from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, sha256_bytes, write_manifest
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vggish.onnx").write_bytes(data)
+    write_manifest(directory, {"format": FORMAT, "format_version": FORMAT_VERSION, "pretrained": False,
+                               "files": {"vggish.onnx": {"sha256": sha256_bytes(data), "bytes": len(data)}}})
+    return directory
+
+
 def write_tiny_model(directory: Path, seed: int = 0) -> Path:
     """A real, small model directory: features [N,96,64] -> Reshape -> MatMul [6144,128] -> embedding.
 
@@ -198,8 +214,6 @@ def write_tiny_model(directory: Path, seed: int = 0) -> Path:
     network's 1.7 GFLOP an example would only slow them down.
     """
     from onnx import TensorProto, helper, numpy_helper
-
-    from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, sha256_bytes, write_manifest
 
     rng = np.random.default_rng(seed)
     weights = (rng.standard_normal((96 * 64, 128)) / 80).astype(np.float32)
@@ -210,14 +224,31 @@ def write_tiny_model(directory: Path, seed: int = 0) -> Path:
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 96, 64])],
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 128])],
         [numpy_helper.from_array(np.array([-1, 96 * 64], np.int64), "shape"), numpy_helper.from_array(weights, "weights")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    data = model.SerializeToString()
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vggish.onnx").write_bytes(data)
-    write_manifest(directory, {"format": FORMAT, "format_version": FORMAT_VERSION, "pretrained": False,
-                               "files": {"vggish.onnx": {"sha256": sha256_bytes(data), "bytes": len(data)}}})
-    return directory
+    return _write_model_directory(directory, graph)
+
+
+def write_failing_model(directory: Path, seed: int = 0) -> Path:
+    """The tiny model of :func:`write_tiny_model`, whose run fails inside onnxruntime for a batch holding a
+    value of 5 or more: the batch's largest value, truncated to int64, indexes a Gather on a table of 5
+    (onnxruntime: "indices element out of data bounds"). Its output is the tiny model's (the Gather's value,
+    times 0, is added), so batches of smaller values embed as the tiny model embeds them."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = (np.random.default_rng(seed).standard_normal((96 * 64, 128)) / 80).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["features", "shape"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "weights"], ["product"]),
+         helper.make_node("ReduceMax", ["features"], ["largest"], keepdims=0),
+         helper.make_node("Cast", ["largest"], ["at"], to=TensorProto.INT64),
+         helper.make_node("Gather", ["table", "at"], ["picked"]),
+         helper.make_node("Mul", ["picked", "zero"], ["nothing"]),
+         helper.make_node("Add", ["product", "nothing"], ["embedding"])],
+        "failing",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 96, 64])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 128])],
+        [numpy_helper.from_array(np.array([-1, 96 * 64], np.int64), "shape"), numpy_helper.from_array(weights, "weights"),
+         numpy_helper.from_array(np.zeros(5, np.float32), "table"), numpy_helper.from_array(np.float32(0), "zero")])
+    return _write_model_directory(directory, graph)
 
 
 def windows_model() -> bytes:

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import assert_one_line_error, run_cli, run_cli_peak_memory, write_tiny_model
+from conftest import assert_one_line_error, run_cli, run_cli_peak_memory, write_failing_model, write_tiny_model
 from vggish_rt.engine import Embedder
 from vggish_rt.engine.pipeline import Batch, batches, run_batches
 from vggish_rt.engine.sources import Block
@@ -337,3 +337,24 @@ def test_job_errors_name_arguments_as_the_caller_named_them(tiny_model, tmp_path
     assert_one_line_error(run_cli("embed", tmp_path / "a.dat", *common, "--resume"), "error: --resume: no unfinished job")
     assert_one_line_error(run_cli("embed", tmp_path / "b.wav", *common),
                           "has no vggish.e2e.onnx for --precision fp32;", "or use --frontend numpy")
+
+
+@pytest.mark.parametrize("processes", [(), ("--processes", "2")])
+def test_a_run_that_fails_on_the_device_is_one_line_and_the_store_resumable(tmp_path, processes):
+    """onnxruntime failing mid-job (a real failed run: engine.runner's DeviceFailure) is one line naming the
+    device, the input and example reached, the rows kept and the --resume command, never an internal error;
+    the store stays, and --resume goes on from it (and meets the same batch again)."""
+    model = write_failing_model(tmp_path / "failing")
+    data = np.random.default_rng(0).uniform(-1, 1, (600, 96, 64))
+    data[450, 7, 7] = 9.0  # example 450: its batch (64 rows: examples 448-511) fails inside onnxruntime
+    data.tofile(tmp_path / "a.dat")
+    command = ("embed", tmp_path / "a.dat", "--model", model, "--device", "cpu", "--batch-size", "64",
+               "--commit-every", "0", *processes, "--out", tmp_path / "o.npy")
+    result = run_cli(*command)
+    assert_one_line_error(result, "error: cpu: onnxruntime failed running a batch of 64 rows (",
+                          "indices element out of data bounds", "), at ", "a.dat example 448;",
+                          "the 448 rows committed so far are kept in ", "o.npy.partial: the same command with "
+                          "--resume goes on from there")
+    assert "internal error" not in result.stderr and not (tmp_path / "o.npy").exists()
+    again = run_cli(*command, "--resume")
+    assert_one_line_error(again, "a.dat example 448;", "the 448 rows committed so far")
