@@ -15,15 +15,95 @@ itself loaded (``onnxruntime.preload_dlls`` or the system's).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import threading
+from collections.abc import Iterator
 
 from vggish_rt.engine.errors import VggishError
 
 HOST_TO_DEVICE, DEVICE_TO_HOST = 1, 2          # cudaMemcpyKind
 _PER_THREAD_STREAM = ctypes.c_void_p(2)         # cudaStreamPerThread
 _NAMES = ("libcudart.so.13", "libcudart.so.12", "libcudart.so")
+
+
+class _Gate:
+    """A process-wide shared/exclusive lock over this process's CUDA work (see :data:`GATE`).
+
+    Reentrant within a thread: a thread inside a section passes nested sections of either kind through
+    (an exclusive section may then hold shared work of its own); a shared holder asking for an exclusive
+    section is a programming error, refused (two such threads would wait for each other forever).
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._shared = 0              # threads in shared sections
+        self._exclusive: int | None = None  # the thread id in the exclusive section
+        self._waiting_exclusive = 0   # exclusive sections waiting: new shared ones wait behind them
+        self._depth = threading.local()
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Steady work: running a warm session, copies. Many at once; never beside an exclusive section."""
+        if self._held():
+            yield
+            return
+        with self._condition:
+            while self._exclusive is not None or self._waiting_exclusive:
+                self._condition.wait()
+            self._shared += 1
+        self._enter("shared")
+        try:
+            yield
+        finally:
+            self._leave()
+            with self._condition:
+                self._shared -= 1
+                self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Work that may capture a stream, or must not run beside one: creating a session, its first run at a
+        batch shape (cuDNN's algorithm search), allocating or page-locking memory, making a context. Alone."""
+        held = self._held()
+        if held == "shared":
+            raise RuntimeError("an exclusive CUDA section inside a shared one")
+        if held:
+            yield
+            return
+        me = threading.get_ident()
+        with self._condition:
+            self._waiting_exclusive += 1
+            while self._exclusive is not None or self._shared:
+                self._condition.wait()
+            self._waiting_exclusive -= 1
+            self._exclusive = me
+        self._enter("exclusive")
+        try:
+            yield
+        finally:
+            self._leave()
+            with self._condition:
+                self._exclusive = None
+                self._condition.notify_all()
+
+    def _held(self) -> str | None:
+        return getattr(self._depth, "kind", None)
+
+    def _enter(self, kind: str) -> None:
+        self._depth.kind = kind
+
+    def _leave(self) -> None:
+        self._depth.kind = None
+
+
+# Every CUDA call this process makes goes through it: CUDA forbids "unsafe" calls (cudaDeviceSynchronize,
+# cudaMalloc, cudaHostRegister, ...) in any thread while another thread captures a stream in the global mode,
+# and invalidates that capture, and onnxruntime's CUDA provider and cuDNN do both at start-up (a session's
+# creation synchronizes the device; its first runs capture: docs/reliability.md). Exclusive sections for
+# those, shared ones for steady work: so nothing runs beside a session's start-up, by construction.
+GATE = _Gate()
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,9 +145,10 @@ def start_contexts(device_ids: tuple[int, ...]) -> None:
         return
 
     def start() -> None:
-        for device_id in device_ids:
-            if lib.cudaSetDevice(device_id) == 0:
-                lib.cudaFree(None)  # the runtime's idiom for "initialise the context now"
+        with GATE.exclusive():
+            for device_id in device_ids:
+                if lib.cudaSetDevice(device_id) == 0:
+                    lib.cudaFree(None)  # the runtime's idiom for "initialise the context now"
 
     threading.Thread(target=start, name="vggish-cuda-contexts", daemon=True).start()
 
@@ -89,17 +170,19 @@ def copy(destination: int, source: int, nbytes: int, kind: int, device_id: int) 
     DEVICE_TO_HOST) for device ``device_id``; returns when the copy is complete. Releases the GIL.
     Host memory may be pageable or page-locked (the latter copies at the link's full rate)."""
     lib = _loaded()
-    _check(lib, lib.cudaSetDevice(device_id), "cudaSetDevice")
-    _check(lib, lib.cudaMemcpyAsync(destination, source, nbytes, kind, _PER_THREAD_STREAM), "cudaMemcpyAsync")
-    _check(lib, lib.cudaStreamSynchronize(_PER_THREAD_STREAM), "cudaStreamSynchronize")
+    with GATE.shared():
+        _check(lib, lib.cudaSetDevice(device_id), "cudaSetDevice")
+        _check(lib, lib.cudaMemcpyAsync(destination, source, nbytes, kind, _PER_THREAD_STREAM), "cudaMemcpyAsync")
+        _check(lib, lib.cudaStreamSynchronize(_PER_THREAD_STREAM), "cudaStreamSynchronize")
 
 
 def zero(destination: int, nbytes: int, device_id: int) -> None:
     """Set ``nbytes`` of device memory at ``destination`` to zero; returns when done. Releases the GIL."""
     lib = _loaded()
-    _check(lib, lib.cudaSetDevice(device_id), "cudaSetDevice")
-    _check(lib, lib.cudaMemsetAsync(destination, 0, nbytes, _PER_THREAD_STREAM), "cudaMemsetAsync")
-    _check(lib, lib.cudaStreamSynchronize(_PER_THREAD_STREAM), "cudaStreamSynchronize")
+    with GATE.shared():
+        _check(lib, lib.cudaSetDevice(device_id), "cudaSetDevice")
+        _check(lib, lib.cudaMemsetAsync(destination, 0, nbytes, _PER_THREAD_STREAM), "cudaMemsetAsync")
+        _check(lib, lib.cudaStreamSynchronize(_PER_THREAD_STREAM), "cudaStreamSynchronize")
 
 
 def host_alloc(nbytes: int) -> int:
@@ -107,7 +190,8 @@ def host_alloc(nbytes: int) -> int:
     Copies from it run at the link's full rate, without the driver's staging through a bounce buffer."""
     lib = _loaded()
     pointer = ctypes.c_void_p()
-    _check(lib, lib.cudaHostAlloc(ctypes.byref(pointer), nbytes, 1), "cudaHostAlloc")  # cudaHostAllocPortable
+    with GATE.exclusive():
+        _check(lib, lib.cudaHostAlloc(ctypes.byref(pointer), nbytes, 1), "cudaHostAlloc")  # cudaHostAllocPortable
     return int(pointer.value)
 
 
@@ -125,9 +209,10 @@ def host_register(address: int, nbytes: int) -> bool:
     lib = runtime()
     if lib is None or device_count() == 0:
         return False
-    if lib.cudaHostRegister(address, nbytes, 1) != 0:  # cudaHostRegisterPortable
-        lib.cudaGetLastError()  # clear it: the memory stays pageable, copies from it still work
-        return False
+    with GATE.exclusive():
+        if lib.cudaHostRegister(address, nbytes, 1) != 0:  # cudaHostRegisterPortable
+            lib.cudaGetLastError()  # clear it: the memory stays pageable, copies from it still work
+            return False
     return True
 
 

@@ -66,25 +66,34 @@ class Runner:
         self.report = report
         self.input_name, self.row_shape, self.batch_size = input_name, row_shape, batch_size
         self.kind, self.device_id = kind, device_id
-        self.session = create_session(model, kind, device_id, threads, cuda_options, tensorrt_cache)
         self._run_options = onnxruntime().RunOptions()
         self._run_options.log_severity_level = 4  # a failed run is raised, and said in one line (DeviceFailure)
-        if kind == "cuda":
-            self._bind()
+        if kind != "cuda":
+            self.session = create_session(model, kind, device_id, threads, cuda_options, tensorrt_cache)
+            return
+        with cudart.GATE.exclusive():  # nothing else on CUDA in this process meanwhile (engine.cudart.GATE)
+            self.session = create_session(model, kind, device_id, threads, cuda_options, tensorrt_cache)
+            self._bind_fitting()
 
     def __str__(self) -> str:
         return "cpu" if self.kind == "cpu" else f"cuda:{self.device_id}"
 
     def _bind(self) -> None:
+        """Device buffers at the batch size, bound; then a first run of zeros at that shape (cuDNN's algorithm
+        search, the CUDA provider's first allocations), all in one exclusive section of engine.cudart.GATE."""
         ort = onnxruntime()
         shape = [self.batch_size, *self.row_shape]
-        self._staging = np.zeros(shape, np.float32)
-        self._host_output = np.empty((self.batch_size, params.EMBEDDING_SIZE), np.float32)
-        self._input = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cuda", self.device_id)
-        self._output = ort.OrtValue.ortvalue_from_shape_and_type([self.batch_size, params.EMBEDDING_SIZE],
-                                                                 np.float32, "cuda", self.device_id)
-        self._binding = self.session.io_binding()
-        self._binding.bind_ortvalue_output(params.ONNX_EMBEDDING, self._output)
+        with cudart.GATE.exclusive():
+            self._staging = np.zeros(shape, np.float32)
+            self._host_output = np.empty((self.batch_size, params.EMBEDDING_SIZE), np.float32)
+            self._input = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cuda", self.device_id)
+            self._output = ort.OrtValue.ortvalue_from_shape_and_type([self.batch_size, params.EMBEDDING_SIZE],
+                                                                     np.float32, "cuda", self.device_id)
+            self._binding = self.session.io_binding()
+            self._binding.bind_ortvalue_output(params.ONNX_EMBEDDING, self._output)
+            self._to_device(self._staging)
+            self._binding.bind_ortvalue_input(self.input_name, self._input)
+            self.session.run_with_iobinding(self._binding, self._run_options)
 
     def __call__(self, batch: np.ndarray | DeviceRows) -> np.ndarray:
         n = len(batch)
@@ -96,42 +105,55 @@ class Runner:
         try:
             return self._run(batch)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes; only OOM is handled
-            if isinstance(exc, VggishError):
-                raise
-            if not is_out_of_memory(exc):
-                raise DeviceFailure(f"{self}: onnxruntime failed running a batch of {n} rows "
-                                    f"({type(exc).__name__}: {_first_line(exc)})") from None
-            size = min(self.batch_size, n) // 2
-            if size < 1:
-                raise VggishError(f"{self}: out of memory even at batch size 1 ({_first_line(exc)})") from None
-            self.report(f"warning: {self} ran out of memory at batch size {min(self.batch_size, n)}; "
-                        f"going on at {size} (set {option('batch_size', size)} to start there)")
-            self.batch_size = size
-            if self.kind == "cuda":
-                self._bind()
+            self._halve_or_raise(exc, n)
             return self(batch)
+
+    def _halve_or_raise(self, exc: Exception, n: int) -> None:
+        """After ``exc`` running ``n`` rows: out of memory, go on at half the batch size (said once, rebound on
+        CUDA); any other error of onnxruntime's is a DeviceFailure, ours is raised as it is."""
+        if isinstance(exc, VggishError):
+            raise exc
+        if not is_out_of_memory(exc):
+            raise DeviceFailure(f"{self}: onnxruntime failed running a batch of {n} rows "
+                                f"({type(exc).__name__}: {_first_line(exc)})") from None
+        size = min(self.batch_size, n) // 2
+        if size < 1:
+            raise VggishError(f"{self}: out of memory even at batch size 1 ({_first_line(exc)})") from None
+        self.report(f"warning: {self} ran out of memory at batch size {min(self.batch_size, n)}; "
+                    f"going on at {size} (set {option('batch_size', size)} to start there)")
+        self.batch_size = size
+        if self.kind == "cuda":
+            self._bind_fitting()
+
+    def _bind_fitting(self) -> None:
+        """:meth:`_bind` at the batch size, halved while it does not fit."""
+        try:
+            self._bind()
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's classes
+            self._halve_or_raise(exc, self.batch_size)
 
     def _run(self, batch: np.ndarray | DeviceRows) -> np.ndarray:
         n = len(batch)
-        if isinstance(batch, DeviceRows):  # assembled on this device: bound where it is, zeros after its rows
-            if batch.device_id != self.device_id or batch.capacity < self.batch_size:
-                raise VggishError(f"{self}: a batch on cuda:{batch.device_id} of {batch.capacity} rows cannot run here")
-            self._binding.bind_input(self.input_name, "cuda", self.device_id, np.float32,
-                                     [self.batch_size, *self.row_shape], batch.address)
-        elif self.kind == "cpu":
+        if self.kind == "cpu":
             return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)},
                                     self._run_options)[0]
-        else:
-            if n == self.batch_size and batch.dtype == np.float32 and batch.flags.c_contiguous:
-                host = batch  # a full batch goes straight from its own memory
+        with cudart.GATE.shared():  # the copies and the run: steady work, beside other sessions' own
+            if isinstance(batch, DeviceRows):  # assembled on this device: bound where it is, zeros after its rows
+                if batch.device_id != self.device_id or batch.capacity < self.batch_size:
+                    raise VggishError(f"{self}: a batch on cuda:{batch.device_id} of {batch.capacity} rows cannot run here")
+                self._binding.bind_input(self.input_name, "cuda", self.device_id, np.float32,
+                                         [self.batch_size, *self.row_shape], batch.address)
             else:
-                self._staging[:n] = batch
-                self._staging[n:] = 0.0
-                host = self._staging
-            self._to_device(host)
-            self._binding.bind_ortvalue_input(self.input_name, self._input)
-        self.session.run_with_iobinding(self._binding, self._run_options)
-        return self._to_host()[:n].copy()
+                if n == self.batch_size and batch.dtype == np.float32 and batch.flags.c_contiguous:
+                    host = batch  # a full batch goes straight from its own memory
+                else:
+                    self._staging[:n] = batch
+                    self._staging[n:] = 0.0
+                    host = self._staging
+                self._to_device(host)
+                self._binding.bind_ortvalue_input(self.input_name, self._input)
+            self.session.run_with_iobinding(self._binding, self._run_options)
+            return self._to_host()[:n].copy()
 
     def _to_device(self, host: np.ndarray) -> None:
         """float32 [batch_size, *row_shape] host rows -> the bound input buffer (GIL released)."""

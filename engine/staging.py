@@ -137,8 +137,9 @@ class DeviceBatchBuffers(BatchBuffers):
         self._addresses = []
         self._bounce = self._host(nbytes, pinned=True)
         ort = onnxruntime()
-        self._values = [ort.OrtValue.ortvalue_from_shape_and_type([nbytes // 4], np.float32, "cuda", device_id)
-                        for _ in range(count)]
+        with cudart.GATE.exclusive():  # allocations: never beside a session's start-up
+            self._values = [ort.OrtValue.ortvalue_from_shape_and_type([nbytes // 4], np.float32, "cuda", device_id)
+                            for _ in range(count)]
         self._free = queue.Queue()
         for value in self._values:
             self._free.put(value.data_ptr())
