@@ -168,13 +168,13 @@ def test_out_of_memory_halves_the_batch_and_the_job_goes_on(tiny_model, monkeypa
         def __init__(self, session: ort.InferenceSession) -> None:
             self.session = session
 
-        def run(self, outputs, feeds):
+        def run(self, outputs, feeds, run_options=None):
             rows = len(next(iter(feeds.values())))
             if rows > 5:
                 raise RuntimeException("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned "
                                        "while running Conv node. Name:'vggish/conv1/Conv2D' Status Message: "
                                        f"Failed to allocate memory for requested buffer of size {rows * 25165824}")
-            return self.session.run(outputs, feeds)
+            return self.session.run(outputs, feeds, run_options)
 
     monkeypatch.setattr(runner_module, "create_session", lambda *a, **k: LimitedSession(real_create(*a, **k)))
     examples = np.random.default_rng(4).normal(-2.0, 1.0, (50, 96, 64)).astype(np.float32)
@@ -195,7 +195,7 @@ def test_out_of_memory_at_batch_size_1_is_the_jobs_error(tiny_model, monkeypatch
     from vggish_rt.engine.errors import VggishError
 
     class NoMemory:
-        def run(self, outputs, feeds):
+        def run(self, outputs, feeds, run_options=None):
             raise RuntimeException("CUDA failure 2: out of memory ; GPU=0")
 
     monkeypatch.setattr(runner_module, "create_session", lambda *a, **k: NoMemory())
