@@ -7,7 +7,10 @@ is; a batch in host memory is copied into the runner's own input buffer (a
 full float32 batch straight from its own memory, a tail batch or another dtype
 through a reused float32 staging array). Every batch has the same shape (a
 short tail batch is zero-padded and its padding rows dropped from the output),
-so cuDNN's exhaustive algorithm search runs once, not once per new shape.
+so cuDNN's exhaustive algorithm search runs once, not once per new shape: in
+a first run of zeros when the buffers are bound. Creating the session, binding
+and that first run form one exclusive section of engine.cudart.GATE (nothing
+else in the process touches CUDA meanwhile); every later run is a shared one.
 Copies go through engine.cudart, which releases the GIL while they run, so the
 sessions of several GPUs copy at the same time (onnxruntime's own OrtValue
 copies hold the GIL).
