@@ -17,14 +17,18 @@ s, the splice one copy.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import onnx
-from onnx import numpy_helper
+if TYPE_CHECKING:  # onnx is imported where a model is parsed or built, not with the package
+    import onnx
 
 
 def pool_before_bias_relu(model: bytes, proto: onnx.ModelProto | None = None) -> bytes:
     """The rewritten model (see the module docstring); unchanged bytes when no pattern matches. ``proto``:
     ``model`` already parsed, to be changed in place (parsed here when not given)."""
+    import onnx
+    from onnx import numpy_helper
+
     proto = onnx.load_from_string(model) if proto is None else proto
     graph = proto.graph
     added_from = len(graph.initializer)
@@ -104,6 +108,8 @@ def with_front(model: bytes, name: str, nodes: list[onnx.NodeProto], initializer
     """``model`` (serialized) with its graph input ``name`` computed by ``nodes`` from a new graph input,
     ``graph_input``, as the tensor ``computed``: the model's own nodes read ``computed`` where they read
     ``name``. Only the graph's nodes and inputs are parsed, never its weights."""
+    import onnx
+
     view = memoryview(model)
     own_nodes, own_inputs = [], []
     for graph in ((value, end) for number, wire, _, value, end in _fields(view, 0, len(view))

@@ -13,14 +13,16 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import onnx
 from google.protobuf.message import Message
 
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.manifest import check_file_name, read_manifest, sha256_bytes
 from vggish_rt.engine.postprocess import Postprocessor
+
+if TYPE_CHECKING:  # onnx (0.6 s to import on 2 cores) is imported where a model is parsed, not with the package
+    import onnx
 
 ENV_MODEL_DIR = "VGGISH_RT_MODEL"
 PCA_FILE = "pca_params.npz"
@@ -50,6 +52,8 @@ def _tensors(message: Message) -> Iterator[onnx.TensorProto]:
     tensors, node attributes, model-local functions, training graphs, subgraphs,
     and any field a later onnx version adds (found by the message types, never by
     field names). Only message fields are visited, so no weight bytes are copied."""
+    import onnx
+
     if isinstance(message, onnx.TensorProto):
         yield message
     for field in message.DESCRIPTOR.fields:
@@ -78,6 +82,8 @@ def check_self_contained(data: bytes, digest: str, file: Path) -> None:
 
 def parse_model(data: bytes, file: Path) -> onnx.ModelProto:
     """``data`` parsed as an ONNX model, or a VggishError naming ``file``."""
+    import onnx
+
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
@@ -89,6 +95,8 @@ def parse_model(data: bytes, file: Path) -> onnx.ModelProto:
 
 
 def _refuse_external_data(model: onnx.ModelProto, file: Path) -> None:
+    import onnx
+
     for tensor in _tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
             where = next((e.value for e in tensor.external_data if e.key == "location"), "?")

@@ -55,7 +55,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
 
 from vggish_rt.engine import params
 from vggish_rt.engine.errors import ArgumentError, VggishError
@@ -267,6 +266,8 @@ def front_nodes(rate: int, exact_tf32: bool = False) -> tuple[list, list, object
     """ONNX nodes, initializers and graph input that take native rows at ``rate`` (input ``waveform``, float32
     [N, row_width]) to 16 kHz windows named RESAMPLED (float32 [N, 15600]). ``exact_tf32``: the Conv's
     products split so that TF32 computes them exactly (see the module docstring), for GPUs."""
+    from onnx import TensorProto, helper, numpy_helper  # where a graph is built, not with the package
+
     spec = front(rate)
     p = f"resample_{rate}_"
     weights = spec.weights
