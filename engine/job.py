@@ -514,10 +514,10 @@ def _run_sharded(sources: list[Path], devices: DeviceProcesses, producer: _Produ
         if error is not None:
             if options.on_error == "fail":
                 raise VggishError(error)
-            producer.fail(unit.number, unit.path, error)
+            producer.fail(unit.number, printable(unit.path), printable(error))
         elif unit.last:
             if file_rows.get(unit.number, 0) + (len(rows) if rows is not None else 0) == 0 and unit.skip == 0:
-                report.short_inputs.append(unit.path)
+                report.short_inputs.append(printable(unit.path))
             report.inputs_done += 1
         if rows is not None:
             file_rows[unit.number] = file_rows.get(unit.number, 0) + len(rows)

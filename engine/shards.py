@@ -32,7 +32,7 @@ import numpy as np
 
 from vggish_rt.engine.decoding import DecodePool, default_workers, exit_with, started_beside, to_examples
 from vggish_rt.engine.errors import DemoModelWarning, DeviceFailure, VggishError
-from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms
+from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.resampling import sized_kinds
 from vggish_rt.engine.sources import Block, ReadOptions, input_blocks, skip_rows
 from vggish_rt.engine.store import Rows
@@ -164,7 +164,7 @@ class _Pending:
 def _rows(unit: Unit, received: list[tuple]) -> Rows:
     """A unit's ('rows', ...) messages' columns as one Rows."""
     index, start_s, end_s, values = (np.concatenate(column) for column in zip(*received))
-    return Rows([unit.path] * len(index), index, start_s, end_s, values)
+    return Rows([printable(unit.path)] * len(index), index, start_s, end_s, values)  # as engine.pipeline names rows
 
 
 class DeviceProcesses:

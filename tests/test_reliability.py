@@ -366,6 +366,17 @@ def test_file_names_that_are_not_utf8_are_embedded_and_reported(small_model, tmp
         sources = [row[0] for row in list(csv.reader(f))[1:]]
     assert [Path(s).name for s in sources] == ["caf\\xe9.wav"] * 2 + ["plain.wav"]
     assert "bad\\xff.wav" in failures_path(out).read_text(encoding="utf-8")
+    # two device processes: the same bytes (their rows' names were written raw: an internal error, .lock left)
+    (directory / os.fsdecode(b"spec\xe9.dat")).write_bytes(np.zeros((3, 96, 64)).tobytes())
+    outputs = []
+    for processes in ((), ("--processes", "2")):
+        outputs.append(tmp_path / f"out{len(processes)}.csv")
+        result = run_cli("embed", directory, "--model", small_model, "--device", "cpu", "--on-error", "skip",
+                         *processes, "--out", outputs[-1])
+        assert result.returncode == 1 and "internal error" not in result.stderr, result.stderr
+    for one, two in ((outputs[0], outputs[1]), (failures_path(outputs[0]), failures_path(outputs[1]))):
+        assert one.read_bytes() == two.read_bytes()
+    assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.partial"))
 
 
 @pytest.mark.parametrize("kind, signum", [("audio", signal.SIGTERM), ("spectrogram", signal.SIGINT)])
