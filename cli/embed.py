@@ -54,12 +54,12 @@ def embed(
     relu: Annotated[bool, typer.Option(help="Apply ReLU to the embeddings (the pre-2020 reference; a deviation).")] = False,
     frontend: Annotated[str, typer.Option(help="Audio frontend: onnx (inside the e2e graph, on the GPU if any) or numpy (CPU).")] = "onnx",
     pool: Annotated[str, typer.Option(help="none: one row per 0.96 s example; mean: one row per input file.")] = "none",
-    on_error: Annotated[str, typer.Option(help="fail: stop at the first bad input (every input's header is checked before work); skip: embed the others, list failures, exit 1.")] = "fail",
+    on_error: Annotated[Optional[str], typer.Option(help="fail (default): stop at the first bad input (every input's header is checked before work); skip: embed the others, list failures, exit 1. --ray always skips.")] = None,
     metadata: Annotated[Optional[Path], typer.Option(help="CSV table, one row per output row; its columns lead the CSV/Parquet output (the seed's wavfile_df.csv).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run of the same job from its last committed chunk.")] = False,
     workers: Annotated[Optional[int], typer.Option(callback=options.count(0, options.MAX_PROCESSES), help="Audio decoding processes (default: one per core but one, at least 1; 0: decode in-process). They write decoded audio into shared memory.")] = None,
     processes: Annotated[Optional[int], typer.Option(callback=options.count(1, options.MAX_PROCESSES), help="Device processes, each with its own share of the inputs, its own sessions and decoding; this process merges and writes (default: one per GPU when several are used; with one device, none: the job runs in this process). On the CPU, N splits the cores among N processes.")] = None,
-    commit_every: Annotated[float, typer.Option(callback=options.seconds(zero_allowed=True), help="Seconds between commits of finished rows (what --resume keeps; 0: after every batch).")] = 2.0,
+    commit_every: Annotated[Optional[float], typer.Option(callback=options.seconds(zero_allowed=True), help="Seconds between commits of finished rows (what --resume keeps; 0: after every batch). Default: 2.")] = None,
     provider: Annotated[str, typer.Option(help="On GPUs: cuda (default) or tensorrt (needs TensorRT's own libraries; engine cache in ~/.cache/vggish-rt/tensorrt).")] = "cuda",
     ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (needs the vggish-rt\\[ray] extra): the one in $RAY_ADDRESS or --ray-address, else a local one. The output is the one a single machine writes (--out in any format); --metadata and --resume are single-machine options.")] = False,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (HOST:PORT or ray://HOST:PORT); implies --ray.")] = None,
@@ -81,12 +81,15 @@ def embed(
         _embed_on_ray(sources, out, model, precision, batch_size, relu, frontend, postprocess, pool, read,
                       ray_address, ray_actors,
                       unsupported={"--metadata": metadata is not None, "--resume": resume,
-                                   "--device": device != "auto", "--provider": provider != "cuda"})
+                                   "--device": device != "auto", "--provider": provider != "cuda",
+                                   "--on-error fail": on_error == "fail", "--workers": workers is not None,
+                                   "--processes": processes is not None, "--commit-every": commit_every is not None})
         return
     embedder = Embedder(model, device=device, precision=precision, batch_size=batch_size, relu=relu, frontend=frontend,
                         provider=provider)
     embedder.warn_if_demo()
-    options = JobOptions(read, _postprocessor(embedder.model, postprocess, out), pool, on_error, metadata, workers, processes, commit_seconds=commit_every)
+    options = JobOptions(read, _postprocessor(embedder.model, postprocess, out), pool, on_error or "fail", metadata,
+                         workers, processes, commit_seconds=2.0 if commit_every is None else commit_every)
     with progress_bar("embedding") as bar:
         result = run_job(sources, out, embedder, options, bar, resume=resume, say=_say, expect=bar.expect)
     for path in result.short_inputs:
@@ -126,8 +129,9 @@ def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precisi
 
     refused = [name for name, given in unsupported.items() if given]
     if refused:
-        raise VggishError(f"--ray does not support {', '.join(refused)} (Ray actors pick their own devices; "
-                          "run without --ray for these)")
+        raise VggishError(f"--ray does not support {', '.join(refused)} (Ray actors pick their own devices and "
+                          "decode in their own tasks, failed inputs are listed as with --on-error skip, and the rows "
+                          "are committed once, at the end; run without --ray for these)")
     try:
         from vggish_rt.engine.ray_stage import RayOptions, run_ray_job
     except ImportError as exc:

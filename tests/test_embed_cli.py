@@ -120,3 +120,18 @@ def test_quoted_glob_patterns_are_expanded_and_o_names_the_output(small_model, t
 
     with pytest.raises(VggishError, match=r"\*\.flac: no file matches this pattern"):
         expand_inputs([str(tmp_path / "in" / "*.flac")])
+
+
+def test_ray_refuses_the_single_machine_options_it_would_ignore(tmp_path):
+    """--ray lists failed inputs and goes on, decodes in its own tasks and commits once: --on-error fail,
+    --workers, --processes and --commit-every are refused, named, before Ray or any model is touched
+    (they were accepted and silently ignored); --on-error skip is what it does, and is accepted."""
+    np.zeros((2, 96, 64)).tofile(tmp_path / "a.dat")
+    for given in (("--on-error", "fail"), ("--workers", "2"), ("--processes", "2"), ("--commit-every", "1"),
+                  ("--resume",)):
+        result = run_cli("embed", tmp_path / "a.dat", "--ray", *given, "--out", tmp_path / "o.npy")
+        named = " ".join(given) if given[0] == "--on-error" else given[0]
+        assert_one_line_error(result, f"error: --ray does not support {named} (")
+    both = run_cli("embed", tmp_path / "a.dat", "--ray", "--workers", "2", "--commit-every", "0",
+                   "--out", tmp_path / "o.npy")
+    assert_one_line_error(both, "--ray does not support --workers, --commit-every (")
