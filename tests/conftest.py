@@ -26,10 +26,14 @@ SMALL_WIDTHS = Widths(conv=(8, 16, 16, 32), fc=96)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark slow every test that needs the full demo export (``-m "not slow"`` skips that export)."""
+    """Mark slow every test that needs the full demo export (``-m "not slow"`` skips that export), and network
+    every test that installs from a package registry (the onnxruntime_node fixture: npm)."""
     for item in items:
-        if "demo_model" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "demo_model" in fixtures:
             item.add_marker(pytest.mark.slow)
+        if "onnxruntime_node" in fixtures:
+            item.add_marker(pytest.mark.network)
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

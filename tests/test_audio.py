@@ -111,6 +111,7 @@ def test_bad_audio_files_each_give_a_clear_error(tmp_path):
         assert str(path) in str(caught.value) and fragment in str(caught.value), (name, str(caught.value))
 
 
+@pytest.mark.slow
 def test_bad_audio_on_the_command_line(tmp_path):
     cases = bad_inputs(tmp_path)
     for name in ("empty", "truncated", "nan"):

@@ -44,6 +44,7 @@ def test_embed_audio_to_npy_with_index(small_model, tone_wav, tmp_path):
     assert all(r["source"] == str(tone_wav) for r in rows)
 
 
+@pytest.mark.slow
 def test_embed_seed_dat_to_csv_dat_parquet(small_model, tmp_path):
     rng = np.random.default_rng(0)
     spectrograms = rng.normal(-2.0, 1.5, (10, 96, 64))          # float64, as the seed notebook saves them

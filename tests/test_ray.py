@@ -40,6 +40,7 @@ def mixed_inputs(tmp_path):
     return [audio[0], tmp_path / "broken.wav", tmp_path / "spec.dat", audio[1], tmp_path / "short.wav", latin1, audio[2]]
 
 
+@pytest.mark.slow
 def test_ray_job_equals_single_process_run_row_for_row(small_model, mixed_inputs, tmp_path):
     """The same @list on Ray as in one process: the same rows, index, failures file and notes, pooled too; a name that is
     not UTF-8 is embedded (\\xNN in the index). On Ray's command line such a name is one clear error
@@ -93,6 +94,7 @@ class CrashOnce:
         return out
 
 
+@pytest.mark.slow
 def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
     """Also: a non-finite row fails its input from there on (its rows 0-24 kept), as in one process."""
     from vggish_rt.engine.ray_stage import EmbedStage, RayOptions, run_ray_job

@@ -57,6 +57,7 @@ def read_rows(path):
     return [r[:4] for r in rows], np.array([[float(v) for v in r[-128:]] for r in rows])
 
 
+@pytest.mark.slow
 def test_a_job_resampling_in_the_graph_gives_the_reference_resamplers_embeddings(small_model, tmp_path):
     """Mixed rates through the decoding pool (and through this process with --workers 0): the rows and times of
     --resampler resampy, embeddings within float32 sums of them; a 16 kHz file's rows are soxr's, bit for bit; a

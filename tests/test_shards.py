@@ -30,6 +30,7 @@ FORMATS = [(".npy", {}), (".csv", {}), (".parquet", {}), (".dat", {}), (".npy", 
            (".csv", {"postprocess": True})]
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_bytes_of_one_in_every_format(small_model, inputs, tmp_path, monkeypatch):
     monkeypatch.setattr(shards, "UNIT_ROWS", 256)
     embedder = Embedder(small_model, device="cpu", batch_size=32)
