@@ -16,8 +16,9 @@ s, the splice one copy.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from vggish_rt.engine.protobuf import LENGTH_DELIMITED, fields, key, varint
 
 if TYPE_CHECKING:  # onnx is imported where a model is parsed or built, not with the package
     import onnx
@@ -74,7 +75,7 @@ def pool_before_bias_relu(model: bytes, proto: onnx.ModelProto | None = None) ->
     return with_graph_nodes(model, onnx.GraphProto(node=nodes, initializer=graph.initializer[added_from:]))
 
 
-_MODEL_GRAPH, _GRAPH_NODE, _GRAPH_INPUT, _LENGTH_DELIMITED = 7, 1, 11, 2  # onnx.proto's fields; a wire type
+_MODEL_GRAPH, _GRAPH_NODE, _GRAPH_INPUT = 7, 1, 11  # onnx.proto's fields
 
 
 def with_graph_nodes(model: bytes, replacement: onnx.GraphProto, replaced: tuple[int, ...] = (_GRAPH_NODE,)) -> bytes:
@@ -89,15 +90,14 @@ def with_graph_nodes(model: bytes, replacement: onnx.GraphProto, replaced: tuple
     view = memoryview(model)
     pieces: list[bytes | memoryview] = []
     appended = False
-    for number, wire, start, value, end in _fields(view, 0, len(view)):
-        if number != _MODEL_GRAPH or wire != _LENGTH_DELIMITED:
+    for number, wire, start, value, end in fields(view, 0, len(view)):
+        if number != _MODEL_GRAPH or wire != LENGTH_DELIMITED:
             pieces.append(view[start:end])
             continue
-        kept = [view[s:e] for n, _, s, _, e in _fields(view, value, end) if n not in replaced]
+        kept = [view[s:e] for n, _, s, _, e in fields(view, value, end) if n not in replaced]
         extra = b"" if appended else replacement.SerializeToString()
         appended = True
-        pieces += [_varint_bytes(_MODEL_GRAPH << 3 | _LENGTH_DELIMITED),
-                   _varint_bytes(sum(len(k) for k in kept) + len(extra)), *kept, extra]
+        pieces += [key(_MODEL_GRAPH), varint(sum(len(k) for k in kept) + len(extra)), *kept, extra]
     if not appended:
         raise ValueError("not a model with a graph")
     return b"".join(pieces)
@@ -112,9 +112,9 @@ def with_front(model: bytes, name: str, nodes: list[onnx.NodeProto], initializer
 
     view = memoryview(model)
     own_nodes, own_inputs = [], []
-    for graph in ((value, end) for number, wire, _, value, end in _fields(view, 0, len(view))
-                  if number == _MODEL_GRAPH and wire == _LENGTH_DELIMITED):
-        for number, _, _, value, end in _fields(view, *graph):
+    for graph in ((value, end) for number, wire, _, value, end in fields(view, 0, len(view))
+                  if number == _MODEL_GRAPH and wire == LENGTH_DELIMITED):
+        for number, _, _, value, end in fields(view, *graph):
             if number == _GRAPH_NODE:
                 own_nodes.append(onnx.NodeProto.FromString(bytes(view[value:end])))
             elif number == _GRAPH_INPUT:
@@ -124,59 +124,3 @@ def with_front(model: bytes, name: str, nodes: list[onnx.NodeProto], initializer
     inputs = [graph_input] + [i for i in own_inputs if i.name != name]
     return with_graph_nodes(model, onnx.GraphProto(node=[*nodes, *own_nodes], input=inputs, initializer=initializers),
                             (_GRAPH_NODE, _GRAPH_INPUT))
-
-
-def _fields(data: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
-    """The protobuf fields of ``data[start:end]``: (number, wire type, field start, value start, field end)."""
-    position = start
-    while position < end:
-        field = position
-        key, position = _varint(data, position)
-        number, wire = key >> 3, key & 7
-        value = _varint(data, position)[1] if wire == _LENGTH_DELIMITED else position
-        position = _after(data, position, number, wire)
-        if position > end:
-            raise ValueError(f"protobuf field at byte {field} runs past its message")
-        yield number, wire, field, value, position
-
-
-def _after(data: memoryview, position: int, number: int, wire: int) -> int:
-    """Where the value of field ``number`` (of ``wire`` type) starting at ``position`` ends."""
-    if wire == 0:
-        return _varint(data, position)[1]
-    if wire == 1:
-        return position + 8
-    if wire == _LENGTH_DELIMITED:
-        length, position = _varint(data, position)
-        return position + length
-    if wire == 5:
-        return position + 4
-    if wire == 3:  # a group (unknown fields may be groups): fields up to its end-group key
-        while True:
-            key, position = _varint(data, position)
-            if key & 7 == 4:
-                if key >> 3 != number:
-                    raise ValueError(f"protobuf group {number} ends as {key >> 3} at byte {position}")
-                return position
-            position = _after(data, position, key >> 3, key & 7)
-    raise ValueError(f"protobuf wire type {wire} at byte {position}: not an ONNX model")
-
-
-def _varint(data: memoryview, position: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, position
-        shift += 7
-
-
-def _varint_bytes(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)

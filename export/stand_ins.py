@@ -19,7 +19,6 @@ built. The files are byte-identical to converting the real graph
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -27,6 +26,7 @@ import numpy as np
 import onnx
 
 from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.protobuf import LENGTH_DELIMITED, fields, key, varint
 
 # Group g's stand-in holds -(32768 + 32 g) everywhere: exact in float16 as in
 # float32 (so the float16 variant keeps the stand-ins apart), and a value no
@@ -57,20 +57,24 @@ class StandIns:
         rather than write a model with wrong weights.
         """
         view, chunks, found = memoryview(model), [], set()
-        for number, start, payload, end in _fields(view, 0, len(view)):
-            if number != _MODEL_GRAPH:
-                chunks.append(view[start:end])
-                continue
-            graph: list[bytes | memoryview] = []
-            for inner, inner_start, inner_payload, inner_end in _fields(view, payload, end):
-                real = self._real_tensor(view[inner_payload:inner_end]) if inner == _GRAPH_INITIALIZER else None
-                if real is None:
-                    graph.append(view[inner_start:inner_end])
+        try:
+            for number, wire, start, payload, end in fields(view, 0, len(view)):
+                if number != _MODEL_GRAPH or wire != LENGTH_DELIMITED:
+                    chunks.append(view[start:end])
                     continue
-                group, tensor = real
-                found.add(group)
-                graph += [_key(_GRAPH_INITIALIZER), _varint(sum(len(c) for c in tensor)), *tensor]
-            chunks += [_key(_MODEL_GRAPH), _varint(sum(len(c) for c in graph)), *graph]
+                graph: list[bytes | memoryview] = []
+                for inner, inner_wire, inner_start, inner_payload, inner_end in fields(view, payload, end):
+                    real = (self._real_tensor(view[inner_payload:inner_end])
+                            if inner == _GRAPH_INITIALIZER and inner_wire == LENGTH_DELIMITED else None)
+                    if real is None:
+                        graph.append(view[inner_start:inner_end])
+                        continue
+                    group, tensor = real
+                    found.add(group)
+                    graph += [key(_GRAPH_INITIALIZER), varint(sum(len(c) for c in tensor)), *tensor]
+                chunks += [key(_MODEL_GRAPH), varint(sum(len(c) for c in graph)), *graph]
+        except ValueError as exc:  # not protobuf: engine.protobuf's words
+            raise VggishError(f"export: the converted model is not a serialized ONNX model ({exc}); nothing written") from None
         missing = set(range(len(self.real))) - found
         if missing:
             shapes = ", ".join(str(list(self.real[g].shape)) for g in sorted(missing))
@@ -97,56 +101,13 @@ class StandIns:
             values = np.ascontiguousarray(self.real[group].astype(dtype, copy=False))
             header = onnx.TensorProto(dims=values.shape, data_type=tensor.data_type, name=tensor.name)
             data = memoryview(values).cast("B")
-            return group, [header.SerializeToString(), _key(_TENSOR_RAW_DATA), _varint(len(data)), data]
+            return group, [header.SerializeToString(), key(_TENSOR_RAW_DATA), varint(len(data)), data]
         return None
 
 
 # Field numbers in onnx.proto, and the dtypes a stand-in may take.
 _MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = 7, 5, 9
 _DTYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16}
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _key(number: int) -> bytes:
-    return _varint(number << 3 | 2)  # a length-delimited field
-
-
-def _read_varint(view: memoryview, position: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = view[position]
-        value |= (byte & 0x7F) << shift
-        position, shift = position + 1, shift + 7
-        if not byte & 0x80:
-            return value, position
-
-
-def _fields(view: memoryview, position: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """(field number, field start, payload start, field end) of each field of the
-    protobuf message in ``view[position:end]``."""
-    while position < end:
-        start = position
-        key, position = _read_varint(view, position)
-        wire = key & 7
-        if wire == 0:
-            _, position = _read_varint(view, position)
-            payload = start
-        elif wire == 2:
-            length, payload = _read_varint(view, position)
-            position = payload + length
-        elif wire in (1, 5):
-            payload, position = position, position + (8 if wire == 1 else 4)
-        else:
-            raise VggishError(f"export: unexpected protobuf wire type {wire} in a serialized model")
-        yield key >> 3, start, payload, position
 
 
 def shrink_fc(graph_def: object, fc_width: int) -> StandIns:
