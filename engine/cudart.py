@@ -39,25 +39,25 @@ class _Gate:
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._shared = 0              # threads in shared sections
-        self._exclusive: int | None = None  # the thread id in the exclusive section
+        self._exclusive = False       # a thread is in the exclusive section
         self._waiting_exclusive = 0   # exclusive sections waiting: new shared ones wait behind them
-        self._depth = threading.local()
+        self._held = threading.local()  # .kind: the section this thread is in ("shared", "exclusive" or None)
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
         """Steady work: running a warm session, copies. Many at once; never beside an exclusive section."""
-        if self._held():
+        if self._kind():
             yield
             return
         with self._condition:
-            while self._exclusive is not None or self._waiting_exclusive:
+            while self._exclusive or self._waiting_exclusive:
                 self._condition.wait()
             self._shared += 1
-        self._enter("shared")
+        self._held.kind = "shared"
         try:
             yield
         finally:
-            self._leave()
+            self._held.kind = None
             with self._condition:
                 self._shared -= 1
                 self._condition.notify_all()
@@ -66,36 +66,29 @@ class _Gate:
     def exclusive(self) -> Iterator[None]:
         """Work that may capture a stream, or must not run beside one: creating a session, its first run at a
         batch shape (cuDNN's algorithm search), allocating or page-locking memory, making a context. Alone."""
-        held = self._held()
+        held = self._kind()
         if held == "shared":
             raise RuntimeError("an exclusive CUDA section inside a shared one")
         if held:
             yield
             return
-        me = threading.get_ident()
         with self._condition:
             self._waiting_exclusive += 1
-            while self._exclusive is not None or self._shared:
+            while self._exclusive or self._shared:
                 self._condition.wait()
             self._waiting_exclusive -= 1
-            self._exclusive = me
-        self._enter("exclusive")
+            self._exclusive = True
+        self._held.kind = "exclusive"
         try:
             yield
         finally:
-            self._leave()
+            self._held.kind = None
             with self._condition:
-                self._exclusive = None
+                self._exclusive = False
                 self._condition.notify_all()
 
-    def _held(self) -> str | None:
-        return getattr(self._depth, "kind", None)
-
-    def _enter(self, kind: str) -> None:
-        self._depth.kind = kind
-
-    def _leave(self) -> None:
-        self._depth.kind = None
+    def _kind(self) -> str | None:
+        return getattr(self._held, "kind", None)
 
 
 # Every CUDA call this process makes goes through it: CUDA forbids "unsafe" calls (cudaDeviceSynchronize,
