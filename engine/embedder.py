@@ -49,6 +49,11 @@ DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}
 # cores, and two sessions per GPU let one's host-device copies overlap the other's compute.
 DEFAULT_CUDA_OPTIONS = {"prefer_nhwc": "1", "cudnn_conv_use_max_workspace": "1"}
 DEFAULT_SESSIONS = {"cpu": 1, "cuda": 2}
+# Seconds a GPU's first session runs alone before the device's other sessions start. Starting one costs the
+# device about 0.9 s (its creation and cuDNN's algorithm search, in an exclusive section of engine.cudart.GATE:
+# nothing else runs meanwhile) and a second session adds about 6% throughput (docs/benchmarks.md): it pays
+# only after some 15 s, so a job shorter than this never starts it.
+EXTRA_SESSIONS_AFTER_S = 10.0
 
 
 @dataclass
@@ -79,7 +84,9 @@ class Embedder:
 
     GPU settings, defaults from measurements on an H200 (docs/benchmarks.md):
     ``sessions_per_device`` (2 on a GPU: one session's copies overlap the
-    other's compute), ``cuda_options`` (onnxruntime CUDA provider options,
+    other's compute; on a GPU the sessions after the first start once the job
+    has run ``extra_sessions_after_s`` seconds, 10, so that short jobs never pay
+    their start-up), ``cuda_options`` (onnxruntime CUDA provider options,
     merged over ``prefer_nhwc=1``), ``gpu_rewrites`` (the exact graph rewrite of
     engine.graph, on), ``provider`` 'cuda' or 'tensorrt' (with its engine cache
     in ``tensorrt_cache``). ``threads``: CPU intra-op threads (default: all cores).
@@ -92,13 +99,16 @@ class Embedder:
                  batch_size: int | None = None, device_ids: list[int] | None = None, relu: bool = False,
                  frontend: str = "onnx", threads: int | None = None,
                  cuda_options: dict[str, str] | None = None, sessions_per_device: int | None = None,
-                 gpu_rewrites: bool = True, provider: str = "cuda", tensorrt_cache: Path | str | None = None) -> None:
+                 gpu_rewrites: bool = True, provider: str = "cuda", tensorrt_cache: Path | str | None = None,
+                 extra_sessions_after_s: float = EXTRA_SESSIONS_AFTER_S) -> None:
         if precision not in NETWORK_FILES:
             raise ArgumentError("precision", precision, f"expected one of {', '.join(NETWORK_FILES)}")
         if frontend not in FRONTENDS:
             raise ArgumentError("frontend", frontend, f"expected one of {', '.join(FRONTENDS)}")
         if batch_size is not None and batch_size < 1:
             raise ArgumentError("batch_size", batch_size, "must be at least 1")
+        if not extra_sessions_after_s >= 0:
+            raise ArgumentError("extra_sessions_after_s", extra_sessions_after_s, "must be 0 or more seconds")
         self.model = ModelDirectory(model_dir)
         if not self.model.pretrained:
             warnings.warn(self.model.describe(), DemoModelWarning, stacklevel=2)
@@ -108,7 +118,7 @@ class Embedder:
         self.precision, self.frontend, self.relu, self.threads = precision, frontend, relu, threads
         self.cuda_options = {**DEFAULT_CUDA_OPTIONS, **(cuda_options or {})}
         self.sessions_per_device = sessions_per_device or DEFAULT_SESSIONS[self.placement.kind]
-        self.gpu_rewrites = gpu_rewrites
+        self.gpu_rewrites, self.extra_sessions_after_s = gpu_rewrites, extra_sessions_after_s
         if provider not in PROVIDERS:
             raise ArgumentError("provider", provider, f"expected one of {', '.join(PROVIDERS)}")
         if provider == "tensorrt" and self.placement.kind != "cuda":
@@ -122,7 +132,8 @@ class Embedder:
         self._arguments = {"model_dir": str(self.model.path), "precision": precision, "batch_size": self.batch_size,
                            "relu": relu, "frontend": frontend, "threads": threads, "cuda_options": cuda_options,
                            "sessions_per_device": sessions_per_device, "gpu_rewrites": gpu_rewrites,
-                           "provider": provider, "tensorrt_cache": tensorrt_cache}
+                           "provider": provider, "tensorrt_cache": tensorrt_cache,
+                           "extra_sessions_after_s": extra_sessions_after_s}
         self._runners: dict[tuple[str, int, int], Runner] = {}
         self._models: dict[str, bytes] = {}
         self._buffers: dict[tuple[int, int], BatchBuffers] = {}
@@ -370,10 +381,12 @@ _EMPTY = (np.empty((0, params.EMBEDDING_SIZE), np.float32), np.empty(0), np.empt
 
 class Worker:
     """One session's share of run_batches: ``prepare()`` makes its sessions (in the worker's own thread, before
-    its first batch); a call runs a Batch -> float32 [n,128], with the Embedder's ``relu`` applied."""
+    its first batch; on a GPU, a session after the device's first only after ``start_after`` seconds); a call
+    runs a Batch -> float32 [n,128], with the Embedder's ``relu`` applied."""
 
     def __init__(self, embedder: Embedder, device: int, slot: int, kinds: tuple[str, ...]) -> None:
         self.embedder, self.device, self.slot, self.kinds = embedder, device, slot, kinds
+        self.start_after = embedder.extra_sessions_after_s if slot and embedder.placement.kind == "cuda" else 0.0
 
     def prepare(self) -> None:
         for kind in self.kinds:

@@ -19,7 +19,9 @@ one more copy. Only fully
 independent processes, each reading its own input, scaled 2x; that is a job
 sharded by input (engine.shards runs this pipeline in each such process). A
 worker with a ``prepare`` (engine.embedder.Worker: its session) runs it in its
-own thread before taking a batch, so the workers ready first start the job.
+own thread before taking a batch, so the workers ready first start the job. A
+worker with a ``start_after`` (seconds) waits that long before it prepares, and
+never prepares if the other workers took every batch meanwhile.
 """
 from __future__ import annotations
 
@@ -140,6 +142,7 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
     todo: queue.Queue = queue.Queue()
     done: queue.Queue = queue.Queue()
     stop = threading.Event()
+    ending = threading.Event()  # set once a worker took an end marker (every batch is taken) or on stopping
     # Batches between the producer and the caller, queued, running or waiting to be handed back in
     # order: bounded, so a slow consumer cannot make finished batches pile up in memory.
     in_flight = threading.Semaphore(depth * len(workers))
@@ -160,6 +163,9 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
                 todo.put(_DONE)
 
     def work(worker: Callable[[Batch], np.ndarray]) -> None:
+        if ending.wait(getattr(worker, "start_after", 0.0)):  # every batch taken before this worker's turn came
+            done.put(_DONE)
+            return
         prepare = getattr(worker, "prepare", None)  # a worker's own start-up (its session), beside the others' work
         try:
             if prepare is not None:
@@ -171,6 +177,7 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
         while True:
             batch = todo.get()
             if batch is _DONE or stop.is_set():
+                ending.set()
                 done.put(_DONE)
                 return
             try:
@@ -212,6 +219,7 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
         # Stop and join every thread before returning or raising: a worker left inside onnxruntime while
         # the interpreter exits aborts the process ("terminate called without an active exception").
         stop.set()
+        ending.set()
         for _ in workers:
             todo.put(_DONE)
         for thread in threads:

@@ -52,6 +52,19 @@ def test_cuda_matches_cpu(gpu_model, examples, cpu_reference, precision, min_cos
     assert np.abs(got - cpu_reference).max() / np.abs(cpu_reference).max() <= max_relative
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_second_session_gives_the_same_bytes_and_waits_its_turn(gpu_model, examples, precision):
+    """Both sessions from the first batch (the start-up race of issue 27, under engine.cudart.GATE) give the rows
+    of one session, bit for bit; by default a short job never starts the second."""
+    alone = Embedder(gpu_model, device="cuda:0", precision=precision, batch_size=128, sessions_per_device=1)
+    both = Embedder(gpu_model, device="cuda:0", precision=precision, batch_size=128, extra_sessions_after_s=0)
+    np.testing.assert_array_equal(both.embed_examples(examples), alone.embed_examples(examples))
+    assert {slot for _, _, slot in both._runners} == {0, 1}
+    default = Embedder(gpu_model, device="cuda:0", precision=precision, batch_size=128)
+    np.testing.assert_array_equal(default.embed_examples(examples), alone.embed_examples(examples))
+    assert {slot for _, _, slot in default._runners} == {0}
+
+
 def test_tail_batch_is_padded_not_reshaped(gpu_model, examples, cpu_reference):
     embedder = Embedder(gpu_model, device="cuda:0", batch_size=384)  # 1000 = 2 x 384 + 232
     got = embedder.embed_examples(examples)
@@ -104,7 +117,8 @@ def test_resampling_in_the_graph_on_cuda_matches_the_cpu(gpu_model):
     options = ReadOptions(resampler="onnx", pad_tail=True)
     reference = Embedder(gpu_model, device="cpu").embed(inputs, options=options)
     for precision, floor in (("fp32", 0.99999), ("fp16", 0.9999)):
-        got = Embedder(gpu_model, device="cuda:0", precision=precision, batch_size=64).embed(inputs, options=options)
+        got = Embedder(gpu_model, device="cuda:0", precision=precision, batch_size=64,
+                       extra_sessions_after_s=0).embed(inputs, options=options)
         for mine, theirs in zip(got, reference):
             assert mine.embeddings.shape == theirs.embeddings.shape
             assert cosine(mine.embeddings, theirs.embeddings).min() >= floor, precision

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import assert_one_line_error, run_cli, run_cli_peak_memory, write_failing_model, write_tiny_model
 from vggish_rt.engine import Embedder
+from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.pipeline import Batch, batches, run_batches
 from vggish_rt.engine.sources import Block
 
@@ -92,6 +93,43 @@ def test_a_worker_still_preparing_holds_no_batch_back_and_its_failure_is_the_job
     two = Embedder(tiny_model, device="cpu", batch_size=7, sessions_per_device=2)
     np.testing.assert_array_equal(two.embed_examples(x), expected)
     assert {key[2] for key in two._runners} == {0, 1}
+
+
+class Later(Preparing):
+    """A worker that waits ``start_after`` seconds before its start-up (as a GPU's second session does)."""
+
+    def __init__(self, embedder, start_after):
+        super().__init__(embedder)
+        self.start_after = start_after
+
+
+def test_a_later_worker_starts_only_when_the_job_outlasts_its_wait(tiny_model):
+    embedder = Embedder(tiny_model, device="cpu", batch_size=7)
+    x = np.random.default_rng(4).normal(size=(60, 96, 64)).astype(np.float32)
+    expected = embedder.embed_examples(x)
+
+    def blocks():
+        return [(Block(Path("x"), np.arange(len(x)), np.full(len(x), np.nan), np.full(len(x), np.nan), examples=x), [], 0)]
+    first, later = Preparing(embedder), Later(embedder, start_after=30.0)
+    began = time.monotonic()
+    got = np.concatenate([v for _, v in run_batches(batches(blocks(), 7), [first, later])])
+    assert time.monotonic() - began < 10  # the job ended without waiting out the later worker's 30 s
+    np.testing.assert_array_equal(got, expected)
+    assert first.ran == list(range(9)) and later.ran == [] and later.prepared_in is None  # never started
+
+    def slow_first(batch):  # the first worker holds its first batch until the later one has run a batch
+        deadline = time.monotonic() + 10
+        while not later.ran and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return first(batch)
+    first.ran, later = [], Later(embedder, start_after=0.05)
+    got = np.concatenate([v for _, v in run_batches(batches(blocks(), 7), [slow_first, later])])
+    np.testing.assert_array_equal(got, expected)
+    assert later.prepared_in is not None and later.ran and sorted(first.ran + later.ran) == list(range(9))
+    two = Embedder(tiny_model, device="cpu", batch_size=7, sessions_per_device=2)
+    assert [w.start_after for w in two._workers()] == [0.0, 0.0]  # only a GPU's extra sessions wait
+    with pytest.raises(VggishError, match="extra_sessions_after_s"):
+        Embedder(tiny_model, device="cpu", extra_sessions_after_s=-1)
 
 
 def test_batches_have_fixed_size_and_never_mix_kinds():

@@ -9,8 +9,10 @@
  *
  * Issue 27's question: which thread captures while another creates a session (start_trace.py logs the
  * Python side: session creation and first runs, with the same thread ids). Run once on an H100 with
- * onnxruntime-gpu 1.31.1 (2026-12-07): it logged no call at all, so that build reaches the driver some other
- * way than dlsym + cuGetProcAddress; it needs another hook before it can answer. */
+ * onnxruntime-gpu 1.31.1 (2026-12-07): it logged no call at all through dlsym + cuGetProcAddress. So it also
+ * interposes the CUDA runtime's and the driver's capture calls by name (a library calling libcudart or
+ * libcuda through its PLT reaches these first), the real ones looked up in the already loaded libraries, and
+ * says at load that it is loaded and which lookups it saw. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <execinfo.h>
@@ -80,7 +82,37 @@ void *dlsym(void *handle, const char *name) {
   init();
   void *p = real_dlsym(handle, name);
   if (!p || !name) return p;
+  if (strstr(name, "GetProcAddress")) logf_(name, (uintptr_t)handle, 0, 0, 0);
   if (!strcmp(name, "cuGetProcAddress")) { real_gpa = (gpa_t)p; return (void *)my_gpa; }
   if (!strcmp(name, "cuGetProcAddress_v2")) { real_gpa2 = (gpa_t)p; return (void *)my_gpa2; }
   return wrap(name, p);
 }
+
+/* Interposed by name: the real function from the library already loaded (RTLD_NOLOAD; RTLD_NEXT does not see
+ * libraries dlopen'ed with RTLD_LOCAL, as onnxruntime's providers are). */
+static void *real_named(const char *const *libs, const char *name) {
+  init();
+  for (int i = 0; libs[i]; i++) { void *h = dlopen(libs[i], RTLD_NOW | RTLD_NOLOAD); if (h) { void *p = real_dlsym(h, name); if (p) return p; } }
+  return real_dlsym(RTLD_NEXT, name);
+}
+static const char *const CUDART[] = {"libcudart.so.13", "libcudart.so.12", "libcudart.so", NULL};
+static const char *const CUDA[] = {"libcuda.so.1", "libcuda.so", NULL};
+#define I1(lib, name) uintptr_t name(uintptr_t a) { static fn6 real; if (!real) real = (fn6)real_named(lib, #name); \
+  uintptr_t r = real(a, 0, 0, 0, 0, 0); logf_("direct " #name, a, 0, r, strstr(#name, "Begin") != NULL || r != 0); return r; }
+#define I2(lib, name) uintptr_t name(uintptr_t a, uintptr_t b) { static fn6 real; if (!real) real = (fn6)real_named(lib, #name); \
+  uintptr_t r = real(a, b, 0, 0, 0, 0); logf_("direct " #name, a, b, r, strstr(#name, "Begin") != NULL || r != 0); return r; }
+#define I6(lib, name) uintptr_t name(uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d, uintptr_t e, uintptr_t f) { \
+  static fn6 real; if (!real) real = (fn6)real_named(lib, #name); \
+  uintptr_t r = real(a, b, c, d, e, f); logf_("direct " #name, a, b, r, 1); return r; }
+I2(CUDART, cudaStreamBeginCapture)
+I6(CUDART, cudaStreamBeginCaptureToGraph)
+I2(CUDART, cudaStreamEndCapture)
+I1(CUDART, cudaThreadExchangeStreamCaptureMode)
+I2(CUDART, cudaGraphLaunch)
+I2(CUDA, cuStreamBeginCapture_v2)
+I2(CUDA, cuStreamBeginCapture_ptsz)
+I1(CUDA, cuStreamBeginCapture)
+I2(CUDA, cuStreamEndCapture)
+I1(CUDA, cuThreadExchangeStreamCaptureMode)
+
+__attribute__((constructor)) static void loaded(void) { logf_("tracer loaded", (uintptr_t)getpid(), 0, 0, 0); }

@@ -1,7 +1,7 @@
 """Job starts on a GPU, over and over: how often does a start (or its first batches) fail, and with what?
 
     python3 bench/gpu/stress.py --model /tmp/devmodel --starts 300 [--kinds dat,npy,...] [--parallel 1]
-                                [--test-runs 10] [--work /tmp/stress] [--out stress.json]
+                                [--test-runs 10] [--test-parallel 1] [--work /tmp/stress] [--out stress.json]
 
 Each start is ``vggish-rt embed ...`` in a fresh process on ``--device`` (cuda:0) with the
 default two sessions per GPU, fp32 and fp16 alternating, the kinds taken in turn:
@@ -12,12 +12,15 @@ default two sessions per GPU, fp32 and fp16 alternating, the kinds taken in turn
   (``wav-resampy`` where resampy is installed);
 - ``resume``: the ``dat`` job killed with SIGKILL once it has committed 1,000 rows, then ``--resume``;
   its output is compared with an uninterrupted run's (both starts are counted);
-- ``processes``: the ``dat`` job with ``--processes 2`` (two device processes on the one GPU).
+- ``processes``: the ``dat`` job with ``--processes 2`` (two device processes on the one GPU);
+- ``sessions``: not the CLI but ``Embedder(..., extra_sessions_after_s=0).embed_examples`` on the ``dat``
+  examples in a fresh process: both sessions of the GPU from the first batch, the start-up of issue 27's
+  race (a CLI job this short never starts the second session: engine.embedder.EXTRA_SESSIONS_AFTER_S).
 
 Every output is hashed: outputs of one kind and precision must be byte-identical
 across starts (``identical``). Failures are counted by their ``error:`` line with
 digits and paths masked. ``--test-runs K`` then runs ``pytest tests/test_gpu.py``
-K times and counts the green runs. ``--parallel N`` runs N starts at a time (N
+K times (``--test-parallel`` at a time) and counts the green runs. ``--parallel N`` runs N starts at a time (N
 processes on the GPU at once); the default, 1, is what a user's job does.
 """
 from __future__ import annotations
@@ -37,8 +40,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-KINDS = ("dat", "npy", "wav-soxr", "wav-resampy", "wav-onnx", "resume", "processes")
+KINDS = ("dat", "npy", "wav-soxr", "wav-resampy", "wav-onnx", "resume", "processes", "sessions")
 EXAMPLES = 6_000
+# The ``sessions`` kind: argv = dat, model, device, precision, out.
+SESSIONS = ("import sys, numpy as np; from vggish_rt.engine import Embedder; "
+            "x = np.fromfile(sys.argv[1]).reshape(-1, 96, 64); "
+            "e = Embedder(sys.argv[2], device=sys.argv[3], precision=sys.argv[4], batch_size=256, sessions_per_device=2, extra_sessions_after_s=0); "
+            "np.save(sys.argv[5], e.embed_examples(x)); "
+            "assert {k[2] for k in e._runners} == {0, 1}, 'the second session never started'")
 
 
 def make_inputs(work: Path, device: str = "cuda:0") -> dict[str, list[str]]:
@@ -58,7 +67,7 @@ def make_inputs(work: Path, device: str = "cuda:0") -> dict[str, list[str]]:
             sf.write(wav / f"clip{i}.wav", tone.astype(np.float32), 48_000, subtype="PCM_16")
     common = ["--device", device, "--batch-size", "256", "--commit-every", "0.01"]
     return {"dat": [str(dat), *common], "npy": [str(npy), *common], "processes": [str(dat), *common, "--processes", "2"],
-            "resume": [str(dat), *common], **{f"wav-{r}": [str(wav), *common, "--resampler", r]
+            "resume": [str(dat), *common], "sessions": [str(dat), device], **{f"wav-{r}": [str(wav), *common, "--resampler", r]
                                              for r in ("soxr", "resampy", "onnx")}}
 
 
@@ -95,6 +104,15 @@ def start(number: int, kind: str, precision: str, arguments: list[str], model: s
     out.parent.mkdir(exist_ok=True)
     base = [*arguments, "--model", model, "--precision", precision, "--out", str(out)]
     records = []
+    if kind == "sessions":
+        began = time.perf_counter()
+        job = subprocess.run([sys.executable, "-c", SESSIONS, arguments[0], model, arguments[1], precision, str(out)],
+                             capture_output=True, text=True)
+        ok = job.returncode == 0
+        records.append({"kind": kind, "precision": precision, "wall_s": time.perf_counter() - began, "ok": ok,
+                        "failure": None if ok else masked(job.stderr), "digest": digest(out) if ok else None})
+        out.unlink(missing_ok=True)
+        return records
     if kind == "resume":
         began = time.perf_counter()
         process = subprocess.Popen(cli(base), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -130,16 +148,19 @@ def summary(records: list[dict]) -> dict:
                    "identical": {p: len(d) == 1 for p, d in e["digests"].items()}} for kind, e in by_kind.items()}
 
 
-def test_runs(runs: int) -> dict:
-    results = []
-    for _ in range(runs):
-        run = subprocess.run([sys.executable, "-m", "pytest", "tests/test_gpu.py", "-q", "-p", "no:cacheprovider"],
-                             capture_output=True, text=True)
-        tail = run.stdout.strip().splitlines()[-1:] or ["?"]
-        failed = [line for line in run.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-        results.append({"returncode": run.returncode, "last_line": tail[0], "failed": failed})
-        print(f"tests/test_gpu.py: {tail[0]}", flush=True)
-    return {"runs": runs, "green": sum(r["returncode"] == 0 for r in results), "results": results}
+def test_run(_: int) -> dict:
+    run = subprocess.run([sys.executable, "-m", "pytest", "tests/test_gpu.py", "-q", "-p", "no:cacheprovider"],
+                         capture_output=True, text=True)
+    tail = run.stdout.strip().splitlines()[-1:] or ["?"]
+    failed = [line for line in run.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    print(f"tests/test_gpu.py: {tail[0]}", flush=True)
+    return {"returncode": run.returncode, "last_line": tail[0], "failed": failed}
+
+
+def test_runs(runs: int, parallel: int = 1) -> dict:
+    with ThreadPoolExecutor(parallel) as pool:
+        results = list(pool.map(test_run, range(runs)))
+    return {"runs": runs, "parallel": parallel, "green": sum(r["returncode"] == 0 for r in results), "results": results}
 
 
 def main() -> None:
@@ -150,6 +171,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--device", default="cuda:0", help="cpu: a check of this script on a machine with no GPU")
     parser.add_argument("--test-runs", type=int, default=0)
+    parser.add_argument("--test-parallel", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("/tmp/stress"))
     parser.add_argument("--out", type=Path, default=Path("stress.json"))
     args = parser.parse_args()
@@ -172,7 +194,7 @@ def main() -> None:
     result = {"starts": len(records), "failed": sum(failures.values()), "seconds": round(time.perf_counter() - began, 1),
               "parallel": args.parallel, "failures": dict(failures), "kinds": summary(records)}
     if args.test_runs:
-        result["tests"] = test_runs(args.test_runs)
+        result["tests"] = test_runs(args.test_runs, args.test_parallel)
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "tests"}, indent=1))
 
