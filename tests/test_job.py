@@ -54,6 +54,11 @@ def test_order_is_preserved_across_workers(tiny_model):
     np.testing.assert_array_equal(np.concatenate([v for _, v in seen]), expected)
 
 
+def one_block(x: np.ndarray) -> list:
+    """Examples [N,96,64] as run_batches' input: one block of source number 0."""
+    return [(Block(Path("x"), np.arange(len(x)), np.full(len(x), np.nan), np.full(len(x), np.nan), examples=x), [], 0)]
+
+
 class Preparing:
     """A worker whose start-up (``prepare``) waits for ``ready`` or raises ``error``; it records its batches."""
 
@@ -78,7 +83,7 @@ def test_a_worker_still_preparing_holds_no_batch_back_and_its_failure_is_the_job
     expected = embedder.embed_examples(x)
 
     def blocks():
-        return [(Block(Path("x"), np.arange(len(x)), np.full(len(x), np.nan), np.full(len(x), np.nan), examples=x), [], 0)]
+        return one_block(x)
     ready = threading.Event()
     slow, quick = Preparing(embedder, ready), Preparing(embedder)
     seen = []
@@ -109,7 +114,7 @@ def test_a_later_worker_starts_only_when_the_job_outlasts_its_wait(tiny_model):
     expected = embedder.embed_examples(x)
 
     def blocks():
-        return [(Block(Path("x"), np.arange(len(x)), np.full(len(x), np.nan), np.full(len(x), np.nan), examples=x), [], 0)]
+        return one_block(x)
     first, later = Preparing(embedder), Later(embedder, start_after=30.0)
     began = time.monotonic()
     got = np.concatenate([v for _, v in run_batches(batches(blocks(), 7), [first, later])])
