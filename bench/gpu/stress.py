@@ -187,6 +187,8 @@ def main() -> None:
     with ThreadPoolExecutor(args.parallel) as pool:
         for number, made in enumerate(pool.map(lambda p: start(*p, inputs[p[1]], args.model, args.work), plan)):
             records += made
+            with args.out.with_suffix(".jsonl").open("a") as log:  # each start as it ends: kept if the run is cut short
+                log.writelines(json.dumps(record) + "\n" for record in made)
             for record in made:
                 if not record["ok"]:
                     print(f"start {number} ({record['kind']}, {record['precision']}): {record['failure']}", flush=True)
