@@ -27,8 +27,8 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import ArgumentError, DeviceFailure, Interrupted, VggishError, option
 from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
+from vggish_rt.engine.ledger import InputEnded, JobReport, Ledger
 from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
@@ -79,16 +80,6 @@ class JobOptions:
     processes: int | None = None
     chunk_examples: int = 256       # spectrogram rows read at a time (12.6 MB of float64)
     commit_seconds: float = 2.0
-
-
-@dataclass
-class JobReport:
-    """What a job did: rows written, inputs done, failed inputs (path, reason), inputs too short."""
-
-    rows: int = 0
-    inputs_done: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    short_inputs: list[str] = field(default_factory=list)
 
 
 # Of each input, the first and last bytes go into the job's fingerprint with its size and time.
@@ -198,33 +189,15 @@ def _metadata_offsets(sources: list[Path], options: JobOptions) -> list[int]:
     return [int(x) for x in np.cumsum([0, *counts[:-1]])]
 
 
-class _Producer:
-    """Walks the inputs from a position, yielding (block, metadata rows, source number); keeps the report."""
+class _Reader:
+    """Walks the inputs from a resume position: (block, metadata rows, input number) triples and, after each
+    input's rows, its InputEnded (with the error that stopped it, if one did). Decides nothing (engine.ledger)."""
 
     def __init__(self, sources: list[Path], embedder: Embedder, options: JobOptions, position: dict[str, Any],
                  metadata: list[list[str]] | None, offsets: list[int] | None, pool: DecodePool | None) -> None:
         self.sources, self.embedder, self.options, self.pool = sources, embedder, options, pool
         self.first_source, self.first_example = position.get("source", 0), position.get("example", 0)
-        report = position.get("report", {})
-        self.report = JobReport(inputs_done=report.get("inputs_done", 0),
-                                failures=[tuple(f) for f in report.get("failures", [])],
-                                short_inputs=list(report.get("short_inputs", [])))
-        self.failed_numbers: list[int] = list(report.get("failed_numbers", []))  # of report.failures, in order
-        self._failed = set(self.failed_numbers)
         self.metadata, self.offsets = metadata, offsets
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"inputs_done": self.report.inputs_done, "failures": [list(f) for f in self.report.failures],
-                "short_inputs": list(self.report.short_inputs), "failed_numbers": list(self.failed_numbers)}
-
-    def fail(self, number: int, path: str, reason: str) -> None:
-        """Record input ``number`` as failed (under on_error='skip')."""
-        self.report.failures.append((path, reason))
-        self.failed_numbers.append(number)
-        self._failed.add(number)
-
-    def failed(self, number: int) -> bool:
-        return number in self._failed
 
     def meta(self, number: int, index: np.ndarray) -> list[list[str]]:
         """The metadata rows of input ``number``'s examples ``index`` (none without a metadata table)."""
@@ -248,22 +221,16 @@ class _Producer:
             blocks = input_blocks(path, read, chunk)
             yield number, path, map(to_examples, blocks) if numpy_frontend and not is_spectrogram(path) else blocks
 
-    def __iter__(self) -> Iterator[tuple[Block, list[list[str]], int]]:
+    def __iter__(self) -> Iterator[tuple[Block, list[list[str]], int] | InputEnded]:
         for number, path, blocks in self._all():
             skip = self.first_example if number == self.first_source else 0
-            rows = 0
+            error = None
             try:
                 for block in skip_rows(blocks, skip):
-                    rows += len(block)
                     yield block, self.meta(number, block.index), number
             except VggishError as exc:  # reading this input (engine.sources.input_blocks names it)
-                if self.options.on_error == "fail":
-                    raise exc from None
-                self.fail(number, printable(str(path)), printable(str(exc)))
-                continue
-            if rows == 0 and skip == 0:
-                self.report.short_inputs.append(printable(str(path)))
-            self.report.inputs_done += 1
+                error = str(exc)
+            yield InputEnded(number, str(path), error, skip)
 
 
 def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOptions,
@@ -273,113 +240,149 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
 
     Every input is probed (engine.probe) beside start-up: ``expect`` gets the examples still to embed once
     known, ``progress`` each batch's as it is stored; with on_error='fail' a bad input stops the job as soon
-    as the probe finds it (about when the first rows are stored), keeping nothing. On an error (or a kill) the partial store stays beside ``out`` for ``resume``; a resumed job
-    tells ``say`` where it goes on.
+    as the probe finds it (about when the first rows are stored), keeping nothing. On an error (or a kill) the
+    partial store stays beside ``out`` for ``resume``; a resumed job tells ``say`` where it goes on.
+
+    Plan (checks, row kinds, metadata) -> runner (this process's threads, or one process per device) ->
+    reader -> sink (engine.ledger's policy, the store) -> the output file.
     """
-    if options.on_error not in ("fail", "skip"):
-        raise ArgumentError("on_error", options.on_error, "expected fail or skip")
+    Ledger(options.on_error)  # refuses a bad on_error before any work
     out = Path(out)
+    kinds, columns, metadata, offsets = _plan(sources, out, embedder, options)
+    with ExitStack() as stack:
+        # Start-up: the sessions here, and beside them the scan of the inputs (fingerprint and probe) and the
+        # decoding workers' start. Sessions before the store: a model that cannot run leaves no store behind.
+        # Rows flow before the scan ends: the first commit waits for the fingerprint, and the sink takes the
+        # probe's verdict as soon as it is known, at the latest before the output is written.
+        background = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="vggish-start"))
+        scanned = background.submit(_scan, sources, embedder, options)
+        run, pool = _start_runner(stack, sources, embedder, options, kinds)
+        store = PartialStore(out, lambda: scanned.result()[0], (params.EMBEDDING_SIZE,), np.float32)
+        position = store.resume() if resume else {}
+        if resume:
+            say(_resuming(position, store.rows, sources))
+        else:
+            store.create()
+        sink = _Sink(store, Ledger(options.on_error, position), scanned, options, progress, expect)
+        with _stopping(store, sink, out):
+            run(_Reader(sources, embedder, options, position, metadata, offsets, pool), sink)
+            written = sink.finish(columns, len(sources))
+    store.discard()
+    report = sink.ledger.report
+    write_failures(out, report)
+    report.rows = written  # what the output holds, pooled or not
+    return report
+
+
+def _plan(sources: list[Path], out: Path, embedder: Embedder,
+          options: JobOptions) -> tuple[tuple[str, ...], list[str] | None, list[list[str]] | None, list[int] | None]:
+    """Before any work: the output and options checked; (row kinds, whose sessions are made first; metadata
+    columns, rows and each input's first metadata row, without a metadata table None)."""
     check_job_output(out, sources, options.postprocessor, options.pool)
     if embedder.frontend == "numpy":
         resampling.refuse_in_graph(options.read.resampler, "frontend='numpy'")
     kinds = _row_kinds(sources, embedder, options.read)
     for kind in kinds:
         embedder._require(kind)
-    columns, metadata, offsets = None, None, None
-    if options.metadata is not None:
-        offsets = _metadata_offsets(sources, options)
-        expected = len(sources) if options.pool == "mean" else sum(len(open_spectrograms(s, options.read.dat_dtype)) for s in sources)
-        columns, metadata = _load_metadata(options.metadata, expected)
+    if options.metadata is None:
+        return kinds, None, None, None
+    offsets = _metadata_offsets(sources, options)
+    expected = len(sources) if options.pool == "mean" else sum(len(open_spectrograms(s, options.read.dat_dtype)) for s in sources)
+    columns, metadata = _load_metadata(options.metadata, expected)
+    return kinds, columns, metadata, offsets
+
+
+def _start_runner(stack: ExitStack, sources: list[Path], embedder: Embedder, options: JobOptions,
+                  kinds: tuple[str, ...]) -> tuple[Callable[["_Reader", "_Sink"], None], DecodePool | None]:
+    """The job's runner, started (sessions made, decoding workers starting), and the decode pool the reader
+    uses: this process's threads, one per session, or ``processes`` device processes (default: one per GPU
+    when there are several) that read their own share of the inputs (engine.shards)."""
     gpus = embedder.devices if embedder.placement.kind == "cuda" else 1
     processes = options.processes or (gpus if gpus > 1 else 0)  # 0: the job runs in this process
-    with ExitStack() as stack:
-        # Start-up: the sessions here, and beside them the scan of the inputs (fingerprint and probe) and the
-        # decoding workers' start (each about a second for 10,000 files on an H200). Sessions before the store:
-        # a model that cannot run leaves no store behind (device processes make their own). Rows flow before the
-        # scan ends (it waited on the sessions' GIL): the first commit waits for the fingerprint, and the probe's
-        # verdict is taken as soon as it is known (``probed``), at the latest before the output is written.
-        background = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="vggish-start"))
-        scanned = background.submit(_scan, sources, embedder, options)
-        if processes == 0:
-            pool_ready = stack.enter_context(started_beside(_decode_pool(sources, embedder, options)))
-            workers = embedder._workers(kinds)
-            pool = pool_ready()
-        else:
-            devices = stack.enter_context(_device_processes(sources, embedder, options, kinds, processes))
-            devices.wait_ready()
-            workers, pool = [], None
-        store = PartialStore(out, lambda: scanned.result()[0], (params.EMBEDDING_SIZE,), np.float32)
-        if resume:
-            position = store.resume()
-            say(_resuming(position, store.rows, sources))
-        else:
-            position = {}
-            store.create()
-        kept, unprobed = store.rows, True
-        producer = _Producer(sources, embedder, options, position, metadata, offsets, pool)
-        overflowed = OverflowGuard(options.on_error, position.get("overflowed", []))
-        last_commit = time.monotonic()
+    if processes:
+        devices = stack.enter_context(_device_processes(sources, embedder, options, kinds, processes))
+        devices.wait_ready()
+        return (lambda reader, sink: _run_sharded(sources, devices, reader, sink)), None
+    pool_ready = stack.enter_context(started_beside(_decode_pool(sources, embedder, options)))
+    workers = embedder._workers(kinds)
+    pool = pool_ready()
+    buffers = embedder._batch_buffers(sized_kinds(kinds, options.read.resampler), len(workers))
 
-        def probed(wait: bool) -> None:
-            """Once the scan is done (``wait``: wait for it): the total to ``expect``; with on_error='fail', a
-            bad input ends the job, nothing kept (a resume would meet the same input)."""
-            nonlocal unprobed
-            if unprobed and (wait or scanned.done()):
-                unprobed = False
-                probe = scanned.result()[1]
-                if probe.failures and options.on_error == "fail":
-                    store.discard()
-                    raise _probe_failure(probe.failures)
-                expect(max(0, probe.examples - kept))
+    def run(reader: _Reader, sink: _Sink) -> None:
+        for batch, values in run_batches(batches(reader, embedder._batch_rows, buffers), workers):
+            sink.take(batch.rows(values), batch.numbers, batch.ended)
+    return run, pool
 
-        def append(rows: Rows, numbers: np.ndarray, position_after: Callable[[], dict[str, Any]]) -> None:
-            nonlocal last_commit
-            probed(wait=False)
-            rows = overflowed.finite_rows(rows, numbers)
-            store.append(rows)
-            progress(len(rows))
-            if time.monotonic() - last_commit >= options.commit_seconds:
-                store.commit({**position_after(), "overflowed": overflowed.entries})
-                last_commit = time.monotonic()
 
-        try:
-            if processes == 0:
-                stream = batches(producer, embedder._batch_rows, producer.snapshot,
-                                 embedder._batch_buffers(sized_kinds(kinds, options.read.resampler), len(workers)))
-                for batch, values in run_batches(stream, workers):
-                    append(batch.rows(values), batch.numbers, lambda: batch.position)
-            else:
-                _run_sharded(sources, devices, producer, append)
-            probed(wait=True)
-            overflowed.report_into(producer)
-            store.commit({"source": len(sources), "example": 0, "report": producer.snapshot()})
-            failed = frozenset(path for path, _ in producer.report.failures)  # no pooled row from a failed input's first rows
-            written = finish(store, columns, pooled=options.pool == "mean", postprocessor=options.postprocessor,
-                             failed_sources=failed)
-        except (VggishError, OSError) as exc:
-            if isinstance(exc, VggishError) and unprobed:  # a bad input reached before the probe's verdict:
-                probed(wait=True)                           # the verdict, naming every bad input, if it has any
-            if store.committed_rows == 0:  # nothing a --resume could keep: leave nothing behind
-                store.discard()
-            if isinstance(exc, OSError):  # a full disk, a quota, a file-size limit, while appending to the store
-                kept = (f"the {store.committed_rows} rows committed so far are kept in {store.path}: free space and "
-                        f"rerun with {option('resume', True)}") if store.committed_rows else "nothing was kept"
-                raise VggishError(f"{option('out', out)}: writing failed ({exc.strerror}); any previous {out.name} is intact; "
-                                  f"{kept}") from None
-            if isinstance(exc, DeviceFailure):
-                raise DeviceFailure(f"{exc}; {_kept(store)}") from None
-            raise
-        except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
-            if store.committed_rows == 0:
-                store.discard()
-            raise Interrupted.from_signal(interrupt, _kept(store)) from None
-        finally:
-            store.close()
-    store.discard()
-    report = producer.report
-    write_failures(out, report)
-    report.rows = written  # what the output holds, pooled or not
-    return report
+class _Sink:
+    """The job's one sink: rows through the ledger into the store, committed every ``commit_seconds`` with the
+    ledger's position; the probe's verdict taken as soon as it is known."""
+
+    def __init__(self, store: PartialStore, ledger: Ledger, scanned: Future, options: JobOptions,
+                 progress: Progress, expect: Progress) -> None:
+        self.store, self.ledger, self.scanned, self.options = store, ledger, scanned, options
+        self.progress, self.expect = progress, expect
+        self.kept, self.unprobed, self.last_commit = store.rows, True, time.monotonic()
+
+    def probed(self, wait: bool) -> None:
+        """Once the scan is done (``wait``: wait for it): the total to ``expect``; with on_error='fail', a
+        bad input ends the job, nothing kept (a resume would meet the same input)."""
+        if self.unprobed and (wait or self.scanned.done()):
+            self.unprobed = False
+            probe = self.scanned.result()[1]
+            if probe.failures and self.options.on_error == "fail":
+                self.store.discard()
+                raise _probe_failure(probe.failures)
+            self.expect(max(0, probe.examples - self.kept))
+
+    def take(self, rows: Rows | None, numbers: np.ndarray | None, ended: list[InputEnded]) -> None:
+        """Rows of inputs ``numbers`` (int64 [n]), then the inputs that ended after them, in input order."""
+        self.probed(wait=False)
+        kept = self.ledger.rows(rows, numbers) if rows is not None else None
+        for event in ended:
+            self.ledger.ended(event)
+        if kept is not None and len(kept):
+            self.store.append(kept)
+            self.progress(len(kept))
+        if time.monotonic() - self.last_commit >= self.options.commit_seconds:
+            self.store.commit(self.ledger.position())
+            self.last_commit = time.monotonic()
+
+    def finish(self, columns: list[str] | None, count: int) -> int:
+        """Every input ended: the report completed and committed, the store written out as the output file
+        (engine.formats: pooling, post-processing, no pooled row from a failed input); its rows."""
+        self.probed(wait=True)
+        self.ledger.finish()
+        self.store.commit({**self.ledger.position(), "source": count, "example": 0})
+        return finish(self.store, columns, pooled=self.options.pool == "mean", postprocessor=self.options.postprocessor,
+                      failed_sources=self.ledger.failed_sources())
+
+
+@contextmanager
+def _stopping(store: PartialStore, sink: _Sink, out: Path) -> Iterator[None]:
+    """A job stopped by an error or a signal: one line saying what was kept (and how to resume), nothing left
+    behind when nothing was committed; the store closed either way."""
+    try:
+        yield
+    except (VggishError, OSError) as exc:
+        if isinstance(exc, VggishError) and sink.unprobed:  # a bad input reached before the probe's verdict:
+            sink.probed(wait=True)                           # the verdict, naming every bad input, if it has any
+        if store.committed_rows == 0:  # nothing a --resume could keep: leave nothing behind
+            store.discard()
+        if isinstance(exc, OSError):  # a full disk, a quota, a file-size limit, while appending to the store
+            kept = (f"the {store.committed_rows} rows committed so far are kept in {store.path}: free space and "
+                    f"rerun with {option('resume', True)}") if store.committed_rows else "nothing was kept"
+            raise VggishError(f"{option('out', out)}: writing failed ({exc.strerror}); any previous {out.name} is intact; "
+                              f"{kept}") from None
+        if isinstance(exc, DeviceFailure):
+            raise DeviceFailure(f"{exc}; {_kept(store)}") from None
+        raise
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
+        if store.committed_rows == 0:
+            store.discard()
+        raise Interrupted.from_signal(interrupt, _kept(store)) from None
+    finally:
+        store.close()
 
 
 def _kept(store: PartialStore) -> str:
@@ -443,50 +446,6 @@ def _decode_pool(sources: list[Path], embedder: Embedder, options: JobOptions) -
                       pinned=embedder.placement.kind == "cuda")
 
 
-class OverflowGuard:
-    """The last line of defence: no NaN or Inf row is ever written. Inputs are bounded where they are read,
-    so this names a network that overflows on bounded input.
-
-    With on_error='fail' the first such row stops the job, naming its input and example. With 'skip' its
-    input fails from that example on, as an input that turns bad part-way does: the rows before it are
-    kept, it and every later row of that input (in this batch, in later ones, after a resume) are dropped.
-    ``entries``: [number, path, reason] of each such input, kept in the job's journal.
-    """
-
-    def __init__(self, on_error: str, entries: list[list[Any]]) -> None:
-        self.on_error, self.entries = on_error, [list(e) for e in entries]
-        self.numbers = {int(e[0]) for e in self.entries}
-
-    def finite_rows(self, rows: Rows, numbers: np.ndarray) -> Rows:
-        """``rows`` (of inputs ``numbers``, int64 [n]) without the non-finite ones and what follows them."""
-        finite = np.isfinite(rows.values).reshape(len(rows.values), -1).all(axis=1)
-        if finite.all() and not self.numbers:
-            return rows
-        keep = finite & ~np.isin(numbers, list(self.numbers))
-        for row in np.flatnonzero(~finite):
-            number = int(numbers[row])
-            reason = (f"{rows.source[row]}: example {rows.example[row]} embeds to NaN or Inf; nothing is written "
-                      "for it (the model overflows on this input)")
-            if self.on_error == "fail":
-                raise VggishError(reason)
-            if number not in self.numbers:
-                self.numbers.add(number)
-                self.entries.append([number, rows.source[row], reason])
-            keep[row:][numbers[row:] == number] = False
-        if keep.all():
-            return rows
-        return Rows([s for s, k in zip(rows.source, keep.tolist()) if k], rows.example[keep], rows.start_s[keep],
-                    rows.end_s[keep], rows.values[keep], [m for m, k in zip(rows.metadata, keep.tolist()) if k])
-
-    def report_into(self, producer: _Producer) -> None:
-        """Once every input is read: each overflowed input is failed, no longer done (unless reading it
-        failed too, which the report already holds)."""
-        for number, path, reason in self.entries:
-            if not producer.failed(number):
-                producer.fail(number, path, reason)
-                producer.report.inputs_done -= 1
-
-
 def _device_processes(sources: list[Path], embedder: Embedder, options: JobOptions, kinds: tuple[str, ...],
                       processes: int) -> DeviceProcesses:
     """``processes`` device processes (engine.shards) for this job, not yet started; a job of spectrograms
@@ -496,33 +455,16 @@ def _device_processes(sources: list[Path], embedder: Embedder, options: JobOptio
                            options.chunk_examples, workers)
 
 
-def _run_sharded(sources: list[Path], devices: DeviceProcesses, producer: _Producer,
-                 append: Callable[[Rows, np.ndarray, Callable[[], dict[str, Any]]], None]) -> None:
-    """The job's rows from the device processes, in input order, with the single-process job's error policy
-    and report (kept in ``producer``)."""
-    options = producer.options
-    units = plan_units(sources, producer.first_source, producer.first_example, options.read.dat_dtype)
-    report = producer.report
-    file_rows: dict[int, int] = {}
+def _run_sharded(sources: list[Path], devices: DeviceProcesses, reader: _Reader, sink: _Sink) -> None:
+    """The job's rows from the device processes, in input order, into the sink: each unit's rows, then its
+    input's end after its last unit (or after an error)."""
+    units = plan_units(sources, reader.first_source, reader.first_example, reader.options.read.dat_dtype)
 
     def emit(unit: Unit, rows: Rows | None, error: str | None) -> None:
-        if producer.failed(unit.number):  # a later unit of an input that failed: dropped, as one process stops there
-            return
-        position = {"source": unit.number, "example": unit.stop}
-        if error is not None or unit.last:
-            position = {"source": unit.number + 1, "example": 0}
-        if error is not None:
-            if options.on_error == "fail":
-                raise VggishError(error)
-            producer.fail(unit.number, printable(unit.path), printable(error))
-        elif unit.last:
-            if file_rows.get(unit.number, 0) + (len(rows) if rows is not None else 0) == 0 and unit.skip == 0:
-                report.short_inputs.append(printable(unit.path))
-            report.inputs_done += 1
         if rows is not None:
-            file_rows[unit.number] = file_rows.get(unit.number, 0) + len(rows)
-            rows.metadata = producer.meta(unit.number, rows.example)
-            append(rows, np.full(len(rows), unit.number), lambda: {**position, "report": producer.snapshot()})
+            rows.metadata = reader.meta(unit.number, rows.example)
+        ended = [InputEnded(unit.number, unit.path, error, unit.skip)] if error is not None or unit.last else []
+        sink.take(rows, np.full(len(rows), unit.number) if rows is not None else None, ended)
 
     devices.run(units, emit)
 

@@ -29,11 +29,12 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from vggish_rt.engine import params
 from vggish_rt.engine.inputs import printable
+from vggish_rt.engine.ledger import InputEnded
 from vggish_rt.engine.sources import Block
 from vggish_rt.engine.staging import BatchBuffers, BatchInputs, DeviceRows, HostInputs
 from vggish_rt.engine.store import Rows
@@ -42,10 +43,10 @@ from vggish_rt.engine.store import Rows
 @dataclass
 class Batch:
     """Rows that run together. ``inputs``: float32 [n, 96, 64] examples or [n, 15600] windows, in host memory
-    or already on the device that runs them (engine.staging).
+    or already on the device that runs them (engine.staging); ``numbers``: each row's input number.
 
-    ``position`` is where the producer stood after this batch (for the job's
-    journal: the next row's source and example, and the report so far).
+    ``ended``: the inputs that ended while this batch was cut (engine.ledger.InputEnded), each of them with
+    its rows in this batch or earlier ones; a last batch of no rows carries the ends after the last row.
     """
 
     seq: int
@@ -56,54 +57,56 @@ class Batch:
     start_s: np.ndarray
     end_s: np.ndarray
     metadata: list[list[str]] = field(default_factory=list)
-    position: dict[str, Any] = field(default_factory=dict)
     recycle: Callable[[], None] | None = None  # gives ``inputs``' buffer back (engine.staging)
     numbers: np.ndarray | None = None          # int64 [n]: each row's source number
+    ended: list[InputEnded] = field(default_factory=list)
 
     def rows(self, values: np.ndarray) -> Rows:
         return Rows(self.sources, self.index, self.start_s, self.end_s, values, self.metadata)
 
 
-def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: int | Callable[[str], int],
-            snapshot: Callable[[], dict[str, Any]] = dict, buffers: BatchBuffers | None = None) -> Iterator[Batch]:
+def batches(blocks: Iterable[tuple[Block, list[list[str]], int] | InputEnded],
+            batch_size: int | Callable[[str], int], buffers: BatchBuffers | None = None) -> Iterator[Batch]:
     """Cut (block, metadata rows, source number) triples into Batches of ``batch_size`` rows (a number, or the
-    rows of a batch of each kind: engine.resampling.batch_rows).
+    rows of a batch of each kind: engine.resampling.batch_rows); an InputEnded among them rides on the batch
+    being cut (``ended``).
 
     Rows are copied into the batch's float32 inputs as their block arrives, and
     a block's ``release`` is called once all its rows are copied, so the
     batcher never holds a decoding worker's memory while it waits for more rows.
-    Each batch's ``position`` is where the job stands after its last row:
-    ``{"source": number, "example": next example index, "report": snapshot()}``.
     ``buffers``: the inputs are assembled in these (each at least a batch of the
     largest row), and the batch's ``recycle`` gives the buffer back; without
     them, each batch gets a new array.
     """
     pieces: list[tuple[Block, list[list[str]], int, int, int]] = []  # (block, metadata, start, stop, number)
     rows_of = batch_size if callable(batch_size) else lambda _: batch_size
-    filled, seq, kind, number, size = 0, 0, None, 0, 0
+    filled, seq, kind, size = 0, 0, "examples", 0
     inputs: BatchInputs | None = None
     give_back: Callable[[], None] | None = None
+    ended: list[InputEnded] = []
 
     def emit() -> Batch:
-        nonlocal pieces, filled, seq, inputs, give_back
-        last, _, _, stop, _ = pieces[-1]
+        nonlocal pieces, filled, seq, inputs, give_back, ended
         sources: list[str] = []
         for b, _, a, z, _ in pieces:
             sources += [printable(str(b.source))] * (z - a)
-        batch = Batch(seq, kind, inputs.rows(filled), sources,
-                      np.concatenate([b.index[a:z] for b, _, a, z, _ in pieces]),
-                      np.concatenate([b.start_s[a:z] for b, _, a, z, _ in pieces]),
-                      np.concatenate([b.end_s[a:z] for b, _, a, z, _ in pieces]),
-                      [row for _, m, a, z, _ in pieces for row in m[a:z]],
-                      {"source": number, "example": int(last.index[stop - 1]) + 1, "report": snapshot()},
-                      give_back, np.concatenate([np.full(z - a, n) for _, _, a, z, n in pieces]))
-        pieces, filled, seq, inputs, give_back = [], 0, seq + 1, None, None
+        columns = ([b.index[a:z] for b, _, a, z, _ in pieces], [b.start_s[a:z] for b, _, a, z, _ in pieces],
+                   [b.end_s[a:z] for b, _, a, z, _ in pieces], [np.full(z - a, n) for _, _, a, z, n in pieces])
+        index, start_s, end_s, numbers = (np.concatenate(c) if c else np.empty(0, t)
+                                          for c, t in zip(columns, (np.int64, np.float64, np.float64, np.int64)))
+        batch = Batch(seq, kind, inputs.rows(filled) if inputs is not None else None, sources, index, start_s, end_s,
+                      [row for _, m, a, z, _ in pieces for row in m[a:z]], give_back, numbers, ended)
+        pieces, filled, seq, inputs, give_back, ended = [], 0, seq + 1, None, None, []
         return batch
 
-    for block, metadata, block_number in blocks:
+    for item in blocks:
+        if isinstance(item, InputEnded):
+            ended.append(item)
+            continue
+        block, metadata, block_number = item
         if filled and block.kind != kind:
             yield emit()
-        kind, number, size = block.kind, block_number, rows_of(block.kind)
+        kind, size = block.kind, rows_of(block.kind)
         data = block.windows if block.windows is not None else block.examples
         start = 0
         while start < len(block):
@@ -125,7 +128,7 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int]], batch_size: in
                 yield emit()
         if block.release is not None:
             block.release()
-    if filled:
+    if filled or ended:
         yield emit()
 
 
@@ -181,7 +184,7 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
                 done.put(_DONE)
                 return
             try:
-                values = worker(batch)
+                values = worker(batch) if len(batch.index) else np.empty((0, params.EMBEDDING_SIZE), np.float32)
                 if batch.recycle is not None:
                     batch.recycle()
                 batch.inputs = None  # the caller needs the rows' provenance, not their inputs

@@ -7,8 +7,9 @@
 
 Rows between the stages (Ray Data columns):
 ``order`` int64 (input number), ``source`` str, ``example`` int64,
-``start_s``/``end_s`` float64 (NaN for spectrograms), ``status`` str ("ok",
-"failed": ``reason`` says why, "short": no example), ``kind`` int8 (0: audio
+``start_s``/``end_s`` float64 (NaN for spectrograms), ``status`` str ("ok", or
+"ended": the input's last row, ``reason`` the error that stopped it early, else empty; the job's
+engine.ledger decides what it means), ``kind`` int8 (0: audio
 window, 1: log-mel example), ``inputs`` float32 [15600]: the 16 kHz window,
 or the example's 96 x 64 values followed by zeros (one fixed-shape column keeps
 mixed inputs in one ordered stream). EmbedStage replaces ``inputs`` with
@@ -37,7 +38,8 @@ from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.formats import finish
 from vggish_rt.engine.inputs import printable
-from vggish_rt.engine.job import JobReport, OverflowGuard, check_job_output, write_failures
+from vggish_rt.engine.job import check_job_output, write_failures
+from vggish_rt.engine.ledger import InputEnded, JobReport, Ledger
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.resampling import refuse_in_graph
 from vggish_rt.engine.sources import Block, ReadOptions, input_blocks
@@ -59,33 +61,27 @@ def _block_rows(order: int, block: Block) -> dict[str, np.ndarray]:
             "reason": np.array([""] * n), "kind": np.full(n, kind, np.int8), "inputs": inputs}
 
 
-def _marker(order: int, source: str, status: str, reason: str) -> dict[str, np.ndarray]:
-    """One row standing for an input that gave no example (status 'short') or failed ('failed')."""
+def _ended(order: int, source: str, error: str = "") -> dict[str, np.ndarray]:
+    """One row standing for the end of an input, after its rows: ``error`` (empty: read whole) is why it
+    stopped early. What the end means (failed, short, done) is the job's ledger's to say."""
     return {"order": np.array([order]), "source": np.array([source]), "example": np.array([-1]),
-            "start_s": np.array([np.nan]), "end_s": np.array([np.nan]), "status": np.array([status]),
-            "reason": np.array([reason]), "kind": np.array([WINDOW], np.int8),
+            "start_s": np.array([np.nan]), "end_s": np.array([np.nan]), "status": np.array(["ended"]),
+            "reason": np.array([error]), "kind": np.array([WINDOW], np.int8),
             "inputs": np.zeros((1, params.EXAMPLE_SAMPLES), np.float32)}
 
 
 def decode_source(batch: dict[str, np.ndarray], options: ReadOptions) -> Iterator[dict[str, np.ndarray]]:
-    """Ray Data generator stage (batch_size=1): one input path -> its examples' rows, block by block.
-
-    A bad input yields one 'failed' row (after any rows it gave before the
-    damage, as a single-machine run with --on-error skip keeps them); an input
-    too short for one example yields one 'short' row.
-    """
+    """Ray Data generator stage (batch_size=1): one input path -> its examples' rows, block by block, then
+    one 'ended' row (with the error that stopped it early, after any rows it gave before the damage)."""
     order, path = int(batch["order"][0]), Path(os.fsdecode(batch["path"][0]))  # the name's bytes, any bytes
     source = printable(str(path))
-    produced = False
     try:
         for block in input_blocks(path, options):
-            produced = True
             yield _block_rows(order, block)
     except VggishError as exc:
-        yield _marker(order, source, "failed", printable(str(exc)))
+        yield _ended(order, source, printable(str(exc)))
         return
-    if not produced:
-        yield _marker(order, source, "short", "shorter than 0.975 s, no example")
+    yield _ended(order, source)
 
 
 class EmbedStage:
@@ -159,37 +155,32 @@ def run_ray_job(sources: list[Path], out: Path, embedder_options: dict[str, Any]
         max_restarts=-1, max_task_retries=-1)
     store = PartialStore(out, {"ray": True, "inputs": len(sources)}, (params.EMBEDDING_SIZE,), np.float32)
     store.create()
-    report = JobReport()
+    ledger = Ledger("skip")  # Ray skips bad inputs (the CLI refuses --on-error fail with --ray)
     try:  # no --resume on Ray: the store goes whatever happens
-        failed = _store_rows(dataset.iter_batches(batch_size=4096, batch_format="numpy"), store, report, progress)
+        _store_rows(dataset.iter_batches(batch_size=4096, batch_format="numpy"), store, ledger, progress)
+        report = ledger.finish()
         store.commit({"source": len(sources), "example": 0})
-        report.rows = finish(store, pooled=pool == "mean", postprocessor=postprocessor, failed_sources=failed)
+        report.rows = finish(store, pooled=pool == "mean", postprocessor=postprocessor,
+                             failed_sources=ledger.failed_sources())
     finally:
         store.discard()
     write_failures(out, report)
     return report
 
 
-def _store_rows(batches: Iterator[dict[str, np.ndarray]], store: PartialStore, report: JobReport,
-                progress: Callable[[int], None]) -> frozenset[str]:
-    """Rows in input order -> ``store``; failed and short inputs into ``report``. Returns the failed inputs."""
-    finished: set[int] = set()
-    failed: set[int] = set()
-    overflows = OverflowGuard("skip", [])  # a non-finite row fails its input from there on, as one process's skip
+def _store_rows(batches: Iterator[dict[str, np.ndarray]], store: PartialStore, ledger: Ledger,
+                progress: Callable[[int], None]) -> None:
+    """Rows in input order -> the ledger -> ``store``: runs of 'ok' rows, and each input's 'ended' row."""
     for batch in batches:
-        for i in np.flatnonzero(batch["status"] == "failed"):
-            report.failures.append((str(batch["source"][i]), str(batch["reason"][i])))
-            failed.add(int(batch["order"][i]))
-        report.short_inputs += [str(s) for s in batch["source"][batch["status"] == "short"]]
-        ok = batch["status"] == "ok"
-        finished.update(int(o) for o in batch["order"][ok])
-        if not ok.any():
-            continue
-        rows = overflows.finite_rows(Rows([str(s) for s in batch["source"][ok]], batch["example"][ok],
-                                          batch["start_s"][ok], batch["end_s"][ok], batch["embedding"][ok]),
-                                     batch["order"][ok])
-        store.append(rows)
-        progress(len(rows))
-    report.failures += [(path, reason) for number, path, reason in overflows.entries if number not in failed]
-    report.inputs_done = len(finished - failed - overflows.numbers) + len(report.short_inputs)
-    return frozenset(path for path, _ in report.failures)
+        order, status = batch["order"], batch["status"]
+        cuts = [0, *(np.flatnonzero((order[1:] != order[:-1]) | (status[1:] != status[:-1])) + 1).tolist(), len(order)]
+        for a, z in zip(cuts[:-1], cuts[1:]):
+            if status[a] != "ok":
+                for i in range(a, z):
+                    ledger.ended(InputEnded(int(order[i]), str(batch["source"][i]), str(batch["reason"][i]) or None))
+                continue
+            rows = ledger.rows(Rows([str(s) for s in batch["source"][a:z]], batch["example"][a:z],
+                                    batch["start_s"][a:z], batch["end_s"][a:z], batch["embedding"][a:z]), order[a:z])
+            if len(rows):
+                store.append(rows)
+                progress(len(rows))

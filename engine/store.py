@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 INDEX_COLUMNS = ["source", "example", "start_s", "end_s"]
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2  # 2: the report of engine.ledger (an overflowed input is never counted done)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli, run_cli_peak_memory, write_failing_model, write_tiny_model
 from vggish_rt.engine import Embedder
 from vggish_rt.engine.errors import VggishError
+from vggish_rt.engine.ledger import InputEnded
 from vggish_rt.engine.pipeline import Batch, batches, run_batches
 from vggish_rt.engine.sources import Block
 
@@ -141,10 +142,16 @@ def test_batches_have_fixed_size_and_never_mix_kinds():
     def block(kind, n, number):
         data = np.zeros((n, 15600) if kind == "windows" else (n, 96, 64), np.float32)
         return Block(Path(f"s{number}"), np.arange(n), np.zeros(n), np.zeros(n), **{kind: data}), [], number
-    made = list(batches([block("examples", 10, 0), block("examples", 5, 1), block("windows", 9, 2)], 4))
+    ends = [InputEnded(n, f"s{n}") for n in range(4)]
+    made = list(batches([block("examples", 10, 0), ends[0], block("examples", 5, 1), ends[1],
+                         block("windows", 9, 2), ends[2], ends[3]], 4))
     assert [len(b.index) for b in made] == [4, 4, 4, 3, 4, 4, 1]
     assert [b.kind for b in made] == ["examples"] * 4 + ["windows"] * 3
-    assert made[2].sources == ["s0", "s0", "s1", "s1"] and made[2].position == {"source": 1, "example": 2, "report": {}}
+    assert made[2].sources == ["s0", "s0", "s1", "s1"] and made[2].numbers.tolist() == [0, 0, 1, 1]
+    # an input's end rides on the batch being cut when it came: never before the batch of its last row
+    assert [[e.number for e in b.ended] for b in made] == [[], [], [0], [1], [], [], [2, 3]]
+    tail = list(batches([block("examples", 4, 0), ends[0]], 4))  # the end after a full last batch: a batch of no rows
+    assert [len(b.index) for b in tail] == [4, 0] and tail[1].inputs is None and tail[1].ended == [ends[0]]
 
 
 PACED = Path(__file__).parent / "paced"   # its sitecustomize adds time to every session run

@@ -125,7 +125,8 @@ def test_killed_actor_is_retried_without_losing_or_doubling_rows(tmp_path):
 
 def test_an_input_removed_under_a_ray_task_is_a_failed_input(tmp_path):
     """decode_source (a Ray task's work, called here without a cluster) reads through the job's reader: a
-    spectrogram file gone when its task runs gives one 'failed' row naming it, not an exception in the task."""
+    spectrogram file gone when its task runs gives one 'ended' row naming it and why, not an exception in the
+    task; an input read whole ends with an 'ended' row without a reason."""
     from vggish_rt.engine.ray_stage import decode_source
     from vggish_rt.engine.sources import ReadOptions
 
@@ -133,5 +134,6 @@ def test_an_input_removed_under_a_ray_task_is_a_failed_input(tmp_path):
     batches = [list(decode_source({"order": np.array([i]), "path": np.array([os.fsencode(tmp_path / name)])},
                                   ReadOptions())) for i, name in enumerate(("kept.dat", "gone.dat"))]
     assert [str(s) for s in batches[0][0]["status"]] == ["ok"] * 3
+    assert str(batches[0][1]["status"][0]) == "ended" and str(batches[0][1]["reason"][0]) == ""
     (marker,) = batches[1]
-    assert str(marker["status"][0]) == "failed" and "gone.dat: cannot be read" in str(marker["reason"][0])
+    assert str(marker["status"][0]) == "ended" and "gone.dat: cannot be read" in str(marker["reason"][0])
