@@ -142,88 +142,89 @@ def run_batches(source: Iterable[Batch], workers: list[Callable[[Batch], np.ndar
 
     An exception in the producer or a worker stops everything and is re-raised here.
     """
-    todo: queue.Queue = queue.Queue()
-    done: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    ending = threading.Event()  # set once a worker took an end marker (every batch is taken) or on stopping
-    # Batches between the producer and the caller, queued, running or waiting to be handed back in
-    # order: bounded, so a slow consumer cannot make finished batches pile up in memory.
-    in_flight = threading.Semaphore(depth * len(workers))
+    lanes = _Lanes(workers, depth)
+    threads = [threading.Thread(target=lanes.produce, args=(source,), name="vggish-producer", daemon=True)]
+    threads += [threading.Thread(target=lanes.work, args=(w,), name=f"vggish-device-{i}", daemon=True)
+                for i, w in enumerate(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield from lanes.in_order()
+    finally:
+        # Stop and join every thread before returning or raising: a worker left inside onnxruntime while
+        # the interpreter exits aborts the process ("terminate called without an active exception").
+        lanes.stop()
+        for thread in threads:
+            thread.join()
 
-    def produce() -> None:
+
+class _Lanes:
+    """run_batches' queues: the producer's batches to the workers (``todo``), their results or exceptions back
+    (``done``), handed to the caller in sequence order."""
+
+    def __init__(self, workers: list[Callable[[Batch], np.ndarray]], depth: int) -> None:
+        self.workers = workers
+        self.todo: queue.Queue = queue.Queue()
+        self.done: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        self.ending = threading.Event()  # set once a worker took an end marker (every batch is taken) or on stopping
+        # Batches between the producer and the caller, queued, running or waiting to be handed back in
+        # order: bounded, so a slow consumer cannot make finished batches pile up in memory.
+        self.in_flight = threading.Semaphore(depth * len(workers))
+
+    def produce(self, source: Iterable[Batch]) -> None:
         try:
             for batch in source:
-                while not in_flight.acquire(timeout=0.1):
-                    if stop.is_set():
+                while not self.in_flight.acquire(timeout=0.1):
+                    if self.stopping.is_set():
                         return
-                if stop.is_set():
+                if self.stopping.is_set():
                     return
-                todo.put(batch)
+                self.todo.put(batch)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            done.put(exc)
+            self.done.put(exc)
         finally:
-            for _ in workers:
-                todo.put(_DONE)
+            for _ in self.workers:
+                self.todo.put(_DONE)
 
-    def work(worker: Callable[[Batch], np.ndarray]) -> None:
-        if ending.wait(getattr(worker, "start_after", 0.0)):  # every batch taken before this worker's turn came
-            done.put(_DONE)
+    def work(self, worker: Callable[[Batch], np.ndarray]) -> None:
+        if self.ending.wait(getattr(worker, "start_after", 0.0)):  # every batch taken before this worker's turn came
+            self.done.put(_DONE)
             return
         prepare = getattr(worker, "prepare", None)  # a worker's own start-up (its session), beside the others' work
         try:
             if prepare is not None:
                 prepare()
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            done.put(exc)
-            done.put(_DONE)
-            return
-        while True:
-            batch = todo.get()
-            if batch is _DONE or stop.is_set():
-                ending.set()
-                done.put(_DONE)
-                return
-            try:
+            while (batch := self.todo.get()) is not _DONE and not self.stopping.is_set():
                 values = worker(batch) if len(batch.index) else np.empty((0, params.EMBEDDING_SIZE), np.float32)
                 if batch.recycle is not None:
                     batch.recycle()
                 batch.inputs = None  # the caller needs the rows' provenance, not their inputs
-                done.put((batch, values))
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                done.put(exc)
-                done.put(_DONE)
-                return
+                self.done.put((batch, values))
+            self.ending.set()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self.done.put(exc)
+        self.done.put(_DONE)
 
-    threads = [threading.Thread(target=produce, name="vggish-producer", daemon=True)]
-    threads += [threading.Thread(target=work, args=(w,), name=f"vggish-device-{i}", daemon=True)
-                for i, w in enumerate(workers)]
-    for thread in threads:
-        thread.start()
-    waiting: dict[int, tuple[Batch, np.ndarray]] = {}
-    next_seq, finished = 0, 0
-    try:
-        while finished < len(workers):
-            item = done.get()
-            if item is _DONE:
-                finished += 1
-                continue
-            if isinstance(item, BaseException):
-                raise item
-            waiting[item[0].seq] = item
+    def in_order(self) -> Iterator[tuple[Batch, np.ndarray]]:
+        waiting: dict[int, tuple[Batch, np.ndarray]] = {}
+        next_seq, finished = 0, 0
+        while finished < len(self.workers) or next_seq in waiting:
+            if finished < len(self.workers):
+                item = self.done.get()
+                if item is _DONE:
+                    finished += 1
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                waiting[item[0].seq] = item
             while next_seq in waiting:
                 yield waiting.pop(next_seq)
-                in_flight.release()
+                self.in_flight.release()
                 next_seq += 1
-        while next_seq in waiting:
-            yield waiting.pop(next_seq)
-            in_flight.release()
-            next_seq += 1
-    finally:
-        # Stop and join every thread before returning or raising: a worker left inside onnxruntime while
-        # the interpreter exits aborts the process ("terminate called without an active exception").
-        stop.set()
-        ending.set()
-        for _ in workers:
-            todo.put(_DONE)
-        for thread in threads:
-            thread.join()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.ending.set()
+        for _ in self.workers:
+            self.todo.put(_DONE)
