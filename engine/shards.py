@@ -114,35 +114,9 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
             results.put(("error", str(exc)))
             return
         results.put(("ready",))
-        units: dict[int, Unit] = {}
-
-        def pulled() -> Iterator[tuple[int, Path]]:
-            while (unit := tasks.get()) is not None:
-                units[unit.id] = unit
-                yield unit.id, Path(unit.path)
-
-        def unit_blocks() -> Iterator[tuple[int, Path, Iterator[Block] | None]]:
-            """(unit id, path, decoded audio blocks or None for spectrogram rows), in the order pulled."""
-            if pool is not None:
-                yield from pool.decode(pulled(), audio=lambda path: not is_spectrogram(path))
-                return
-            for uid, path in pulled():
-                audio = None if is_spectrogram(path) else input_blocks(path, options)
-                yield uid, path, map(to_examples, audio) if audio is not None and numpy_frontend else audio
-
-        def blocks() -> Iterator[tuple[Block, list, int]]:
-            for uid, _, decoded in unit_blocks():
-                unit, rows, error = units.pop(uid), 0, None
-                try:
-                    for block in _unit_blocks(unit, chunk, options, decoded):
-                        rows += len(block)
-                        yield block, [], uid
-                except VggishError as exc:
-                    error = str(exc)
-                results.put(("end", uid, rows, error))
-
+        blocks = _pulled_blocks(tasks, results, pool, options, chunk, numpy_frontend)
         try:
-            for batch, values in run_batches(batches(blocks(), embedder._batch_rows, buffers=buffers), runners):
+            for batch, values in run_batches(batches(blocks, embedder._batch_rows, buffers=buffers), runners):
                 cuts = [0, *(np.flatnonzero(np.diff(batch.numbers)) + 1).tolist(), len(values)]
                 for a, z in zip(cuts[:-1], cuts[1:]):
                     results.put(("rows", int(batch.numbers[a]), batch.index[a:z], batch.start_s[a:z],
@@ -151,6 +125,37 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
             results.put(("failed", exc.number, exc.example, str(exc)))
         except VggishError as exc:
             results.put(("error", str(exc)))
+
+
+def _pulled_blocks(tasks, results, pool: DecodePool | None, options: ReadOptions, chunk: int,
+                   numpy_frontend: bool) -> Iterator[tuple[Block, list, int]]:
+    """The blocks of the units this process pulls from ``tasks`` (numbered by unit id), decoded by ``pool`` or
+    read here; after each unit's rows, ('end', unit id, rows, error or None) on ``results``."""
+    units: dict[int, Unit] = {}
+
+    def pulled() -> Iterator[tuple[int, Path]]:
+        while (unit := tasks.get()) is not None:
+            units[unit.id] = unit
+            yield unit.id, Path(unit.path)
+
+    def unit_blocks() -> Iterator[tuple[int, Path, Iterator[Block] | None]]:
+        """(unit id, path, decoded audio blocks or None for spectrogram rows), in the order pulled."""
+        if pool is not None:
+            yield from pool.decode(pulled(), audio=lambda path: not is_spectrogram(path))
+            return
+        for uid, path in pulled():
+            audio = None if is_spectrogram(path) else input_blocks(path, options)
+            yield uid, path, map(to_examples, audio) if audio is not None and numpy_frontend else audio
+
+    for uid, _, decoded in unit_blocks():
+        unit, rows, error = units.pop(uid), 0, None
+        try:
+            for block in _unit_blocks(unit, chunk, options, decoded):
+                rows += len(block)
+                yield block, [], uid
+        except VggishError as exc:
+            error = str(exc)
+        results.put(("end", uid, rows, error))
 
 
 @dataclass
