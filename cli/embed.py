@@ -92,6 +92,12 @@ def embed(
                          workers, processes, commit_seconds=2.0 if commit_every is None else commit_every)
     with progress_bar("embedding") as bar:
         result = run_job(sources, out, embedder, options, bar, resume=resume, say=_say, expect=bar.expect)
+    _summary(result, len(sources), out, f"{embedder.placement}, {precision}")
+
+
+def _summary(result: "JobReport", inputs: int, out: Path, where: str) -> None:
+    """A job's end on the terminal: short and failed inputs on stderr, then the one line of what was written;
+    exit 1 when inputs failed."""
     for path in result.short_inputs:
         print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
     for _, reason in result.failures:
@@ -100,8 +106,8 @@ def embed(
         from vggish_rt.engine.job import failures_path
 
         print(f"{len(result.failures)} input(s) failed; listed in {failures_path(out)}", file=sys.stderr)
-    print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out} "
-          f"({embedder.placement}, {precision}){_accounted(result)}")
+    print(f"wrote {result.rows} embeddings from {result.inputs_done} of {inputs} inputs to {out} ({where})"
+          f"{_accounted(result)}")
     if result.failures:
         raise typer.Exit(1)
 
@@ -145,18 +151,7 @@ def _embed_on_ray(sources: list[Path], out: Path, model: Optional[Path], precisi
     with progress_bar("embedding on Ray") as bar:
         bar.expect(probe_inputs(sources, windows).examples)
         result = run_ray_job(sources, out, options, windows, RayOptions(address, actors), postprocessor, bar, pool=pool)
-    for path in result.short_inputs:
-        print(f"note: {path}: shorter than 0.975 s, no example (use --pad-short to keep it)", file=sys.stderr)
-    for _, reason in result.failures:
-        print(f"failed: {reason}", file=sys.stderr)
-    if result.failures:
-        from vggish_rt.engine.job import failures_path
-
-        print(f"{len(result.failures)} input(s) failed; listed in {failures_path(out)}", file=sys.stderr)
-    print(f"wrote {result.rows} embeddings from {result.inputs_done} of {len(sources)} inputs to {out} "
-          f"(Ray, {precision}){_accounted(result)}")
-    if result.failures:
-        raise typer.Exit(1)
+    _summary(result, len(sources), out, f"Ray, {precision}")
 
 
 @app.command()
