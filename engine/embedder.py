@@ -50,9 +50,10 @@ DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}
 DEFAULT_CUDA_OPTIONS = {"prefer_nhwc": "1", "cudnn_conv_use_max_workspace": "1"}
 DEFAULT_SESSIONS = {"cpu": 1, "cuda": 2}
 # Seconds a GPU's first session runs alone before the device's other sessions start. Starting one costs the
-# device about 0.9 s (its creation and cuDNN's algorithm search, in an exclusive section of engine.cudart.GATE:
-# nothing else runs meanwhile) and a second session adds about 6% throughput (docs/benchmarks.md): it pays
-# only after some 15 s, so a job shorter than this never starts it.
+# device about 0.9 s (on an H100, fp16, batch 256: creation 0.28 s, first run with cuDNN's algorithm search
+# 0.62 s; docs/results/stress_h100_2026-12-07/), in an exclusive section of engine.cudart.GATE where nothing
+# else runs, and a second session adds 6-7% throughput (docs/benchmarks.md, H200): it pays only after some
+# 15 s, so a job shorter than this never starts it.
 EXTRA_SESSIONS_AFTER_S = 10.0
 
 
