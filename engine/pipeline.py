@@ -87,15 +87,7 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int] | InputEnded],
 
     def emit() -> Batch:
         nonlocal pieces, filled, seq, inputs, give_back, ended
-        sources: list[str] = []
-        for b, _, a, z, _ in pieces:
-            sources += [printable(str(b.source))] * (z - a)
-        columns = ([b.index[a:z] for b, _, a, z, _ in pieces], [b.start_s[a:z] for b, _, a, z, _ in pieces],
-                   [b.end_s[a:z] for b, _, a, z, _ in pieces], [np.full(z - a, n) for _, _, a, z, n in pieces])
-        index, start_s, end_s, numbers = (np.concatenate(c) if c else np.empty(0, t)
-                                          for c, t in zip(columns, (np.int64, np.float64, np.float64, np.int64)))
-        batch = Batch(seq, kind, inputs.rows(filled) if inputs is not None else None, sources, index, start_s, end_s,
-                      [row for _, m, a, z, _ in pieces for row in m[a:z]], give_back, numbers, ended)
+        batch = _batch(seq, kind, inputs.rows(filled) if inputs is not None else None, pieces, give_back, ended)
         pieces, filled, seq, inputs, give_back, ended = [], 0, seq + 1, None, None, []
         return batch
 
@@ -130,6 +122,21 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int] | InputEnded],
             block.release()
     if filled or ended:
         yield emit()
+
+
+def _batch(seq: int, kind: str, inputs: np.ndarray | DeviceRows | None,
+           pieces: list[tuple[Block, list[list[str]], int, int, int]], give_back: Callable[[], None] | None,
+           ended: list[InputEnded]) -> Batch:
+    """The Batch of ``inputs`` whose rows are ``pieces`` (block, metadata, start, stop, input number), in order."""
+    sources: list[str] = []
+    for b, _, a, z, _ in pieces:
+        sources += [printable(str(b.source))] * (z - a)
+    columns = ([b.index[a:z] for b, _, a, z, _ in pieces], [b.start_s[a:z] for b, _, a, z, _ in pieces],
+               [b.end_s[a:z] for b, _, a, z, _ in pieces], [np.full(z - a, n) for _, _, a, z, n in pieces])
+    index, start_s, end_s, numbers = (np.concatenate(c) if c else np.empty(0, t)
+                                      for c, t in zip(columns, (np.int64, np.float64, np.float64, np.int64)))
+    return Batch(seq, kind, inputs, sources, index, start_s, end_s, [row for _, m, a, z, _ in pieces for row in m[a:z]],
+                 give_back, numbers, ended)
 
 
 _DONE = object()
