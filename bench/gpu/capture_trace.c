@@ -12,7 +12,8 @@
  * onnxruntime-gpu 1.31.1 (2026-12-07): it logged no call at all through dlsym + cuGetProcAddress. So it also
  * interposes the CUDA runtime's and the driver's capture calls by name (a library calling libcudart or
  * libcuda through its PLT reaches these first), the real ones looked up in the already loaded libraries, and
- * says at load that it is loaded and which lookups it saw. */
+ * says at load that it is loaded and which lookups it saw. Second H100 run, same day: loaded, six lookups of
+ * cuGetProcAddress_v2, and still no capture call nor cuCtxSynchronize through any hook: not yet an answer. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <execinfo.h>
