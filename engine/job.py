@@ -41,7 +41,7 @@ from vggish_rt.engine.embedder import Embedder
 from vggish_rt.engine.errors import ArgumentError, DeviceFailure, Interrupted, VggishError, option
 from vggish_rt.engine.formats import check_output, finish, index_path, refuse_overwriting_inputs
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
-from vggish_rt.engine.ledger import InputEnded, JobReport, Ledger
+from vggish_rt.engine.ledger import InputEnded, JobReport, Ledger, check_on_error
 from vggish_rt.engine.modeldir import PCA_FILE
 from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
@@ -246,7 +246,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
     Plan (checks, row kinds, metadata) -> runner (this process's threads, or one process per device) ->
     reader -> sink (engine.ledger's policy, the store) -> the output file.
     """
-    Ledger(options.on_error)  # refuses a bad on_error before any work
+    check_on_error(options.on_error)
     out = Path(out)
     kinds, columns, metadata, offsets = _plan(sources, out, embedder, options)
     with ExitStack() as stack:

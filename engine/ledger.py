@@ -24,6 +24,12 @@ from vggish_rt.engine.store import Rows
 ON_ERROR = ("fail", "skip")
 
 
+def check_on_error(on_error: str) -> None:
+    """Refuse an ``on_error`` that is not 'fail' or 'skip'."""
+    if on_error not in ON_ERROR:
+        raise ArgumentError("on_error", on_error, f"expected {' or '.join(ON_ERROR)}")
+
+
 @dataclass
 class JobReport:
     """What a job did: rows written, inputs done, failed inputs (path, reason), inputs too short."""
@@ -52,8 +58,7 @@ class Ledger:
     """
 
     def __init__(self, on_error: str, position: dict[str, Any] | None = None) -> None:
-        if on_error not in ON_ERROR:
-            raise ArgumentError("on_error", on_error, f"expected {' or '.join(ON_ERROR)}")
+        check_on_error(on_error)
         position = position or {}
         saved = position.get("report", {})
         self.on_error = on_error

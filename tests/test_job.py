@@ -61,10 +61,12 @@ def one_block(x: np.ndarray) -> list:
 
 
 class Preparing:
-    """A worker whose start-up (``prepare``) waits for ``ready`` or raises ``error``; it records its batches."""
+    """A worker whose start-up (``prepare``) waits for ``ready`` or raises ``error``, after ``start_after``
+    seconds (as a GPU's second session does); it records its batches."""
 
-    def __init__(self, embedder, ready=None, error=None):
+    def __init__(self, embedder, ready=None, error=None, start_after=0.0):
         self.embedder, self.ready, self.error, self.ran, self.prepared_in = embedder, ready, error, [], None
+        self.start_after = start_after
 
     def prepare(self):
         self.prepared_in = threading.current_thread().name
@@ -82,43 +84,29 @@ def test_a_worker_still_preparing_holds_no_batch_back_and_its_failure_is_the_job
     embedder = Embedder(tiny_model, device="cpu", batch_size=7)
     x = np.random.default_rng(2).normal(size=(60, 96, 64)).astype(np.float32)
     expected = embedder.embed_examples(x)
-
-    def blocks():
-        return one_block(x)
     ready = threading.Event()
     slow, quick = Preparing(embedder, ready), Preparing(embedder)
     seen = []
-    for batch, values in run_batches(batches(blocks(), 7), [slow, quick]):
+    for batch, values in run_batches(batches(one_block(x), 7), [slow, quick]):
         seen.append(values)
         if len(seen) == 9:  # every batch ran while the other worker was still making its session
             ready.set()
     np.testing.assert_array_equal(np.concatenate(seen), expected)
     assert quick.ran == list(range(9)) and slow.ran == [] and slow.prepared_in.startswith("vggish-device")
     with pytest.raises(MemoryError, match="no room for a second session"):
-        list(run_batches(batches(blocks(), 7), [Preparing(embedder), Preparing(embedder, error=MemoryError("no room for a second session"))]))
+        list(run_batches(batches(one_block(x), 7), [Preparing(embedder), Preparing(embedder, error=MemoryError("no room for a second session"))]))
     two = Embedder(tiny_model, device="cpu", batch_size=7, sessions_per_device=2)
     np.testing.assert_array_equal(two.embed_examples(x), expected)
     assert {key[2] for key in two._runners} == {0, 1}
-
-
-class Later(Preparing):
-    """A worker that waits ``start_after`` seconds before its start-up (as a GPU's second session does)."""
-
-    def __init__(self, embedder, start_after):
-        super().__init__(embedder)
-        self.start_after = start_after
 
 
 def test_a_later_worker_starts_only_when_the_job_outlasts_its_wait(tiny_model):
     embedder = Embedder(tiny_model, device="cpu", batch_size=7)
     x = np.random.default_rng(4).normal(size=(60, 96, 64)).astype(np.float32)
     expected = embedder.embed_examples(x)
-
-    def blocks():
-        return one_block(x)
-    first, later = Preparing(embedder), Later(embedder, start_after=30.0)
+    first, later = Preparing(embedder), Preparing(embedder, start_after=30.0)
     began = time.monotonic()
-    got = np.concatenate([v for _, v in run_batches(batches(blocks(), 7), [first, later])])
+    got = np.concatenate([v for _, v in run_batches(batches(one_block(x), 7), [first, later])])
     assert time.monotonic() - began < 10  # the job ended without waiting out the later worker's 30 s
     np.testing.assert_array_equal(got, expected)
     assert first.ran == list(range(9)) and later.ran == [] and later.prepared_in is None  # never started
@@ -128,8 +116,8 @@ def test_a_later_worker_starts_only_when_the_job_outlasts_its_wait(tiny_model):
         while not later.ran and time.monotonic() < deadline:
             time.sleep(0.01)
         return first(batch)
-    first.ran, later = [], Later(embedder, start_after=0.05)
-    got = np.concatenate([v for _, v in run_batches(batches(blocks(), 7), [slow_first, later])])
+    first.ran, later = [], Preparing(embedder, start_after=0.05)
+    got = np.concatenate([v for _, v in run_batches(batches(one_block(x), 7), [slow_first, later])])
     np.testing.assert_array_equal(got, expected)
     assert later.prepared_in is not None and later.ran and sorted(first.ran + later.ran) == list(range(9))
     two = Embedder(tiny_model, device="cpu", batch_size=7, sessions_per_device=2)
