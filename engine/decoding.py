@@ -31,16 +31,12 @@ from __future__ import annotations
 import mmap
 import multiprocessing
 import os
-import queue
-import select
-import signal
 import tempfile
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +44,7 @@ import numpy as np
 from vggish_rt.engine import cudart, params, resampling
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
+from vggish_rt.engine.processes import ProcessGroup, Ready, follow, running
 from vggish_rt.engine.sources import Block, ReadOptions, input_blocks
 from vggish_rt.engine.windows import window_times
 
@@ -56,7 +53,6 @@ SLOTS_PER_WORKER = 4          # files a worker may be ahead of the main process
 _SLOT_FLOATS = SLOT_ROWS * params.EXAMPLE_SAMPLES
 _SLOT_BYTES = _SLOT_FLOATS * 4
 _SINGLE_THREADED = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-_POLL_SECONDS = 1.0
 ARENA_PREFIX = "vggish-rt-decode-"  # then the job's pid: /dev/shm/vggish-rt-decode-<pid>-<random>
 
 
@@ -88,38 +84,34 @@ def _row_shape(numpy_frontend: bool, rate: int) -> tuple[int, ...]:
     return resampling.row_shape("examples" if numpy_frontend else resampling.kind(rate))
 
 
-def exit_with(pid: int) -> None:
-    """End this process as soon as process ``pid`` has ended (kill -9 included): a thread waits on a Linux
-    pidfd (polls once a second where there is none). A worker's parent is the forkserver, which lives as
-    long as any worker does, so the parent-death signal cannot serve."""
-    def watch() -> None:
-        try:
-            select.select([os.pidfd_open(pid)], [], [])
-        except (AttributeError, OSError):
-            while _running(pid):
-                time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="vggish-watch-job", daemon=True).start()
-
-
 def _remove_stale_arenas(directory: str) -> None:
     """Unlink arenas left by jobs killed in the fraction of a second before their workers had mapped them."""
     for name in os.listdir(directory):
         if name.startswith(ARENA_PREFIX):
             pid = name[len(ARENA_PREFIX):].split("-")[0]
-            if pid.isdigit() and not _running(int(pid)):
+            if pid.isdigit() and not running(int(pid)):
                 Path(directory, name).unlink(missing_ok=True)
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
+@dataclass(frozen=True)
+class SlotRows:
+    """A worker's message: input ``number``'s rows from example ``first`` on, ``rows`` of them, are in slot
+    ``slot``, audio at ``rate`` Hz."""
+
+    number: int
+    slot: int
+    rows: int
+    first: int
+    rate: int
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A worker's message: input ``number`` has no more rows; ``error`` the VggishError's text that ended it,
+    None for a file decoded to its end."""
+
+    number: int
+    error: str | None = None
 
 
 def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, options: ReadOptions,
@@ -127,14 +119,12 @@ def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, o
     """A worker process: decode each task's file into this worker's slots; see the module docstring.
 
     It ends with the main process ``job``, kill -9 included."""
-    exit_with(job)
-    for stop in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and SIGTERM (to a process group too) are the
-        signal.signal(stop, signal.SIG_IGN)      # main process's to handle; this one follows it
+    follow(job)
     with open(arena_path, "r+b") as f:
         arena = mmap.mmap(f.fileno(), slot_count * _SLOT_BYTES)
     slots = _slots(arena, slot_count)
     mine = list(range(worker * SLOTS_PER_WORKER, (worker + 1) * SLOTS_PER_WORKER))
-    results.put(("ready", worker))
+    results.put(Ready(worker))
     while True:
         task = tasks.get()
         if task is None:
@@ -154,15 +144,15 @@ def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, o
                     view[filled : filled + take] = rows[done : done + take]
                     filled, done = filled + take, done + take
                     if filled == len(view):
-                        results.put(("rows", number, slot, filled, first, block.rate))
+                        results.put(SlotRows(number, slot, filled, first, block.rate))
                         slot = None
             if slot is not None:
-                results.put(("rows", number, slot, filled, first, block.rate))
-            results.put(("done", number))
+                results.put(SlotRows(number, slot, filled, first, block.rate))
+            results.put(Decoded(number))
         except VggishError as exc:  # after the rows it gave: the caller decides whether it is fatal
             if slot is not None:
                 mine.append(slot)
-            results.put(("failed", number, str(exc)))
+            results.put(Decoded(number, str(exc)))
 
 
 class DecodePool:
@@ -172,7 +162,7 @@ class DecodePool:
                  pinned: bool = False) -> None:
         self.options, self.numpy_frontend, self.pinned = options, numpy_frontend, pinned
         self.workers = max(1, workers or default_workers())
-        self._processes: list = []
+        self._group: ProcessGroup | None = None
         self._registered: int | None = None  # the arena's address while page-locked
 
     def __enter__(self) -> "DecodePool":
@@ -192,14 +182,13 @@ class DecodePool:
             # messages): a Queue wakes a feeder thread per put, one per queue, all wanting the GIL
             self._tasks, self._results = context.SimpleQueue(), context.Queue()
             self._free = [context.SimpleQueue() for _ in range(self.workers)]
-            self._processes = [context.Process(target=_work, daemon=True, name=f"vggish-decode-{w}",
-                                               args=(w, arena_path, count, self._tasks, self._results, self._free[w],
-                                                     self.options, self.numpy_frontend, os.getpid()))
-                               for w in range(self.workers)]
-            for process in self._processes:
-                process.start()
-            for _ in self._processes:
-                self._receive()  # "ready": every worker has mapped the arena
+            processes = [context.Process(target=_work, daemon=True, name=f"vggish-decode-{w}",
+                                         args=(w, arena_path, count, self._tasks, self._results, self._free[w],
+                                               self.options, self.numpy_frontend, os.getpid()))
+                         for w in range(self.workers)]
+            self._group = ProcessGroup("audio decoding worker", processes, self._tasks, self._results)
+            self._group.start()
+            self._group.wait_ready()  # every worker has mapped the arena
         except BaseException:
             self.__exit__()
             raise
@@ -216,31 +205,12 @@ class DecodePool:
         return self
 
     def __exit__(self, *_: object) -> None:
-        for process in self._processes:  # a worker waiting for a task ends at once; a busy one is killed
-            if process.is_alive():
-                self._tasks.put(None)
-        for process in self._processes:
-            if process.pid is not None:
-                process.join(timeout=1.0)
-            if process.is_alive():
-                process.kill()
-        for process in self._processes:
-            if process.pid is not None:  # started
-                process.join()
-        self._processes = []
+        if self._group is not None:  # a worker waiting for a task ends at once; a busy one is killed
+            self._group.close(grace_s=1.0)
+            self._group = None
         if self._registered is not None:
             cudart.host_unregister(self._registered)
             self._registered = None
-
-    def _receive(self) -> tuple:
-        while True:
-            try:
-                return self._results.get(timeout=_POLL_SECONDS)
-            except queue.Empty:
-                dead = [p for p in self._processes if not p.is_alive()]
-                if dead:
-                    raise VggishError(f"audio decoding worker {dead[0].name} died (exit code {dead[0].exitcode})") \
-                        from None
 
     def _release(self, slot: int) -> Callable[[], None]:
         return lambda: self._free[slot // SLOTS_PER_WORKER].put(slot)
@@ -254,7 +224,7 @@ class DecodePool:
         ``audio`` is false are not decoded: they come back in their place with None for blocks."""
         pending = iter(numbered)
         queued: deque[tuple[int, Path, bool]] = deque()
-        waiting: dict[int, list[tuple]] = {}
+        waiting: dict[int, list[SlotRows | Decoded]] = {}
 
         def refill() -> None:
             while len(queued) < 2 * self.workers:
@@ -266,14 +236,14 @@ class DecodePool:
                     self._tasks.put((item[0], str(item[1])))
                 queued.append((*item, decoded))
 
-        def messages(number: int) -> Iterator[tuple]:
+        def messages(number: int) -> Iterator[SlotRows | Decoded]:
             while True:
                 while not waiting.get(number):
-                    message = self._receive()
-                    waiting.setdefault(message[1], []).append(message)
+                    message = self._group.receive()
+                    waiting.setdefault(message.number, []).append(message)
                 message = waiting[number].pop(0)
                 yield message
-                if message[0] != "rows":
+                if isinstance(message, Decoded):
                     del waiting[number]
                     return
 
@@ -283,17 +253,18 @@ class DecodePool:
             yield number, path, self._blocks(path, messages(number)) if decoded else None
             refill()
 
-    def _blocks(self, path: Path, messages: Iterator[tuple]) -> Iterator[Block]:
+    def _blocks(self, path: Path, messages: Iterator[SlotRows | Decoded]) -> Iterator[Block]:
         for message in messages:
-            if message[0] == "failed":
-                raise VggishError(message[2])
-            if message[0] == "rows":
-                _, _, slot, count, first, rate = message
-                start_s, end_s = window_times(count, self.options.hop, first * self.options.hop.samples)
-                rows = _slot_rows(self._slots, slot, _row_shape(self.numpy_frontend, rate))[:count]
-                yield Block(path, np.arange(first, first + count), start_s, end_s,
-                            **{"examples" if self.numpy_frontend else "windows": rows}, release=self._release(slot),
-                            rate=rate)
+            if isinstance(message, Decoded):
+                if message.error is not None:
+                    raise VggishError(message.error)
+                return
+            first, count = message.first, message.rows
+            start_s, end_s = window_times(count, self.options.hop, first * self.options.hop.samples)
+            rows = _slot_rows(self._slots, message.slot, _row_shape(self.numpy_frontend, message.rate))[:count]
+            yield Block(path, np.arange(first, first + count), start_s, end_s,
+                        **{"examples" if self.numpy_frontend else "windows": rows},
+                        release=self._release(message.slot), rate=message.rate)
 
 
 @contextmanager

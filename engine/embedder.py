@@ -34,7 +34,7 @@ from vggish_rt.engine.probe import examples_in, probe_inputs
 from vggish_rt.engine.progress import progress_bar
 from vggish_rt.engine.runner import Runner
 from vggish_rt.engine.session import resolve_placement
-from vggish_rt.engine.sources import Block, ReadOptions, audio_rate, input_blocks
+from vggish_rt.engine.sources import Block, InputRows, ReadOptions, audio_rate, input_blocks
 from vggish_rt.engine.staging import BatchBuffers, DeviceBatchBuffers
 from vggish_rt.engine.windows import Hop, cut_windows, window_times
 
@@ -286,7 +286,7 @@ class Embedder:
         with progress_bar("embedding", progress) as bar:
             if progress:
                 bar.expect(_expected_rows(items, sample_rate, options))
-            numbered = ((block, [], number) for number, (_, _, blocks) in enumerate(prepared) for block in blocks)
+            numbered = (InputRows(number, block) for number, (_, _, blocks) in enumerate(prepared) for block in blocks)
             parts = self._run(numbered, tuple(sorted({kind for _, kind, _ in prepared})), len(items), size, bar)
         results = [FileEmbeddings(source, *(np.concatenate([part[i] for part in pieces]) if pieces else empty
                                             for i, empty in enumerate(_EMPTY)))
@@ -327,9 +327,9 @@ class Embedder:
             return source, "examples", map(to_examples, windows)
         return source, kind, windows
 
-    def _run(self, blocks: Iterable[tuple[Block, list[list[str]], int]], kinds: tuple[str, ...], count: int,
+    def _run(self, blocks: Iterable[InputRows], kinds: tuple[str, ...], count: int,
              batch_size: int, advance: Callable[[int], None] = lambda _: None) -> list[list[tuple[np.ndarray, ...]]]:
-        """Every row of ``blocks`` (block, metadata, input number < ``count``) through the sessions of all
+        """Every row of ``blocks`` (input numbers < ``count``) through the sessions of all
         devices -> for each input number, its pieces (embeddings float32 [n,128], start_s, end_s), in order."""
         parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(count)]
         workers = self._workers(kinds) if kinds else []
@@ -345,7 +345,7 @@ class Embedder:
 
     def _embed_array(self, kind: str, array: np.ndarray) -> np.ndarray:
         """Every row of ``array`` through the pipeline (all devices), in order -> float32 [N,128]."""
-        pieces = self._run(((block, [], 0) for block in _row_blocks(kind, array, self.batch_size * 8)), (kind,), 1,
+        pieces = self._run((InputRows(0, block) for block in _row_blocks(kind, array, self.batch_size * 8)), (kind,), 1,
                            self.batch_size)[0]
         return np.concatenate([piece[0] for piece in pieces]) if pieces else _EMPTY[0]
 

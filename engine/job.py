@@ -48,7 +48,7 @@ from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.probe import ProbeReport, in_chunks, probe_input
 from vggish_rt.engine.resampling import sized_kinds
 from vggish_rt.engine.shards import DeviceProcesses, Unit, plan_units
-from vggish_rt.engine.sources import Block, ReadOptions, audio_rate, input_blocks, skip_rows
+from vggish_rt.engine.sources import Block, InputRows, ReadOptions, audio_rate, input_blocks, skip_rows
 from vggish_rt.engine.store import PartialStore, Rows, store_files
 
 Progress = Callable[[int], None]
@@ -221,13 +221,13 @@ class _Reader:
             blocks = input_blocks(path, read, chunk)
             yield number, path, map(to_examples, blocks) if numpy_frontend and not is_spectrogram(path) else blocks
 
-    def __iter__(self) -> Iterator[tuple[Block, list[list[str]], int] | InputEnded]:
+    def __iter__(self) -> Iterator[InputRows | InputEnded]:
         for number, path, blocks in self._all():
             skip = self.first_example if number == self.first_source else 0
             error = None
             try:
                 for block in skip_rows(blocks, skip):
-                    yield block, self.meta(number, block.index), number
+                    yield InputRows(number, block, self.meta(number, block.index))
             except VggishError as exc:  # reading this input (engine.sources.input_blocks names it)
                 error = str(exc)
             yield InputEnded(number, str(path), error, skip)

@@ -35,7 +35,7 @@ import numpy as np
 from vggish_rt.engine import params
 from vggish_rt.engine.inputs import printable
 from vggish_rt.engine.ledger import InputEnded
-from vggish_rt.engine.sources import Block
+from vggish_rt.engine.sources import InputRows
 from vggish_rt.engine.staging import BatchBuffers, BatchInputs, DeviceRows, HostInputs
 from vggish_rt.engine.store import Rows
 
@@ -65,9 +65,9 @@ class Batch:
         return Rows(self.sources, self.index, self.start_s, self.end_s, values, self.metadata)
 
 
-def batches(blocks: Iterable[tuple[Block, list[list[str]], int] | InputEnded],
+def batches(blocks: Iterable[InputRows | InputEnded],
             batch_size: int | Callable[[str], int], buffers: BatchBuffers | None = None) -> Iterator[Batch]:
-    """Cut (block, metadata rows, source number) triples into Batches of ``batch_size`` rows (a number, or the
+    """Cut blocks of rows (engine.sources.InputRows) into Batches of ``batch_size`` rows (a number, or the
     rows of a batch of each kind: engine.resampling.batch_rows); an InputEnded among them rides on the batch
     being cut (``ended``).
 
@@ -78,7 +78,7 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int] | InputEnded],
     largest row), and the batch's ``recycle`` gives the buffer back; without
     them, each batch gets a new array.
     """
-    pieces: list[tuple[Block, list[list[str]], int, int, int]] = []  # (block, metadata, start, stop, number)
+    pieces: list[_Piece] = []
     rows_of = batch_size if callable(batch_size) else lambda _: batch_size
     filled, seq, kind, size = 0, 0, "examples", 0
     inputs: BatchInputs | None = None
@@ -95,7 +95,7 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int] | InputEnded],
         if isinstance(item, InputEnded):
             ended.append(item)
             continue
-        block, metadata, block_number = item
+        block = item.block
         if filled and block.kind != kind:
             yield emit()
         kind, size = block.kind, rows_of(block.kind)
@@ -110,7 +110,7 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int] | InputEnded],
                     inputs = HostInputs(np.empty(shape, np.float32))
             take = min(size - filled, len(block) - start)
             inputs.put(filled, data[start : start + take])
-            pieces.append((block, metadata, start, start + take, block_number))
+            pieces.append(_Piece(item, start, start + take))
             filled += take
             start += take
             if filled == size:
@@ -124,19 +124,28 @@ def batches(blocks: Iterable[tuple[Block, list[list[str]], int] | InputEnded],
         yield emit()
 
 
-def _batch(seq: int, kind: str, inputs: np.ndarray | DeviceRows | None,
-           pieces: list[tuple[Block, list[list[str]], int, int, int]], give_back: Callable[[], None] | None,
-           ended: list[InputEnded]) -> Batch:
-    """The Batch of ``inputs`` whose rows are ``pieces`` (block, metadata, start, stop, input number), in order."""
+@dataclass(frozen=True)
+class _Piece:
+    """Rows [start, stop) of ``rows``' block, copied into a batch."""
+
+    rows: InputRows
+    start: int
+    stop: int
+
+
+def _batch(seq: int, kind: str, inputs: np.ndarray | DeviceRows | None, pieces: list[_Piece],
+           give_back: Callable[[], None] | None, ended: list[InputEnded]) -> Batch:
+    """The Batch of ``inputs`` whose rows are ``pieces``, in order."""
     sources: list[str] = []
-    for b, _, a, z, _ in pieces:
-        sources += [printable(str(b.source))] * (z - a)
-    columns = ([b.index[a:z] for b, _, a, z, _ in pieces], [b.start_s[a:z] for b, _, a, z, _ in pieces],
-               [b.end_s[a:z] for b, _, a, z, _ in pieces], [np.full(z - a, n) for _, _, a, z, n in pieces])
+    for p in pieces:
+        sources += [printable(str(p.rows.block.source))] * (p.stop - p.start)
+    cut = [(p.rows.block, slice(p.start, p.stop)) for p in pieces]
+    columns = ([b.index[s] for b, s in cut], [b.start_s[s] for b, s in cut], [b.end_s[s] for b, s in cut],
+               [np.full(p.stop - p.start, p.rows.number) for p in pieces])
     index, start_s, end_s, numbers = (np.concatenate(c) if c else np.empty(0, t)
                                       for c, t in zip(columns, (np.int64, np.float64, np.float64, np.int64)))
-    return Batch(seq, kind, inputs, sources, index, start_s, end_s, [row for _, m, a, z, _ in pieces for row in m[a:z]],
-                 give_back, numbers, ended)
+    metadata = [row for p in pieces for row in p.rows.metadata[p.start : p.stop]]
+    return Batch(seq, kind, inputs, sources, index, start_s, end_s, metadata, give_back, numbers, ended)
 
 
 _DONE = object()

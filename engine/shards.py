@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,15 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from vggish_rt.engine.decoding import DecodePool, default_workers, exit_with, started_beside, to_examples
+from vggish_rt.engine.decoding import DecodePool, default_workers, started_beside, to_examples
 from vggish_rt.engine.errors import DemoModelWarning, DeviceFailure, VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
+from vggish_rt.engine.processes import Failed, ProcessGroup, Ready, follow
 from vggish_rt.engine.resampling import sized_kinds
-from vggish_rt.engine.sources import Block, ReadOptions, input_blocks, skip_rows
+from vggish_rt.engine.sources import Block, InputRows, ReadOptions, input_blocks, skip_rows
 from vggish_rt.engine.store import Rows
 
 UNIT_ROWS = 8192        # spectrogram rows a unit (a multiple of the 256-row chunks the job reads)
-_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,38 @@ class Unit:
     stop: int | None = None
     skip: int = 0
     last: bool = True
+
+
+@dataclass(frozen=True)
+class UnitRows:
+    """A device process's message: embeddings float32 [rows, 128] of unit ``unit``'s rows ``index`` (int64
+    [rows], example numbers in their input), which span ``start_s`` to ``end_s`` (float64 [rows], seconds)."""
+
+    unit: int
+    index: np.ndarray
+    start_s: np.ndarray
+    end_s: np.ndarray
+    embeddings: np.ndarray
+
+
+@dataclass(frozen=True)
+class UnitEnded:
+    """A device process's message: unit ``unit`` gave ``rows`` rows in all; ``error`` the VggishError's text
+    that ended it early, None for a unit read to its end."""
+
+    unit: int
+    rows: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class BatchFailed:
+    """A device process's message: a batch starting at unit ``unit``'s example ``example`` failed on its device
+    (engine.errors.DeviceFailure ``message``); the rows before it were sent."""
+
+    unit: int
+    example: int
+    message: str
 
 
 def plan_units(sources: list[Path], first_source: int, first_example: int, dat_dtype: str = "float64") -> list[Unit]:
@@ -83,15 +114,10 @@ def _unit_blocks(unit: Unit, chunk: int, options: ReadOptions, blocks: Iterator[
 
 def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: ReadOptions, chunk: int,
                     workers: int, tasks, results, job: int) -> None:
-    """One device's share of the job (see the module docstring); reports ('ready'), ('rows', unit, ...),
-    ('end', unit, rows, error or None), ('failed', unit, example, message) when a batch failed on its
-    device (engine.errors.DeviceFailure; the batch starts at that unit and example), and ('error', message)
+    """One device's share of the job (see the module docstring): sends Ready once its sessions are made, then
+    UnitRows and UnitEnded for each unit it pulls, BatchFailed when a batch failed on its device, and Failed
     for a failure of its own."""
-    exit_with(job)
-    import signal
-
-    for stop in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and SIGTERM (to a process group too) are the
-        signal.signal(stop, signal.SIG_IGN)      # main process's to handle; this one follows it
+    follow(job)
     import warnings
 
     warnings.simplefilter("ignore", DemoModelWarning)  # the job's own Embedder has warned, once
@@ -101,7 +127,7 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
     try:
         embedder = Embedder(**arguments)
     except VggishError as exc:
-        results.put(("error", str(exc)))
+        results.put(Failed(str(exc)))
         return
     numpy_frontend = embedder.frontend == "numpy"
     pool = DecodePool(options, numpy_frontend, workers, pinned=embedder.placement.kind == "cuda") if workers != 0 else None
@@ -111,26 +137,26 @@ def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: 
             buffers = embedder._batch_buffers(sized_kinds(kinds, options.resampler), len(runners))
             pool = pool_ready()
         except VggishError as exc:
-            results.put(("error", str(exc)))
+            results.put(Failed(str(exc)))
             return
-        results.put(("ready",))
+        results.put(Ready(0))
         blocks = _pulled_blocks(tasks, results, pool, options, chunk, numpy_frontend)
         try:
             for batch, values in run_batches(batches(blocks, embedder._batch_rows, buffers=buffers), runners):
                 cuts = [0, *(np.flatnonzero(np.diff(batch.numbers)) + 1).tolist(), len(values)]
                 for a, z in zip(cuts[:-1], cuts[1:]):
-                    results.put(("rows", int(batch.numbers[a]), batch.index[a:z], batch.start_s[a:z],
-                                 batch.end_s[a:z], values[a:z]))
+                    results.put(UnitRows(int(batch.numbers[a]), batch.index[a:z], batch.start_s[a:z],
+                                         batch.end_s[a:z], values[a:z]))
         except DeviceFailure as exc:  # the rows before the failed batch were sent: the job keeps them
-            results.put(("failed", exc.number, exc.example, str(exc)))
+            results.put(BatchFailed(exc.number, exc.example, str(exc)))
         except VggishError as exc:
-            results.put(("error", str(exc)))
+            results.put(Failed(str(exc)))
 
 
 def _pulled_blocks(tasks, results, pool: DecodePool | None, options: ReadOptions, chunk: int,
-                   numpy_frontend: bool) -> Iterator[tuple[Block, list, int]]:
+                   numpy_frontend: bool) -> Iterator[InputRows]:
     """The blocks of the units this process pulls from ``tasks`` (numbered by unit id), decoded by ``pool`` or
-    read here; after each unit's rows, ('end', unit id, rows, error or None) on ``results``."""
+    read here; after each unit's rows, its UnitEnded on ``results``."""
     units: dict[int, Unit] = {}
 
     def pulled() -> Iterator[tuple[int, Path]]:
@@ -152,23 +178,26 @@ def _pulled_blocks(tasks, results, pool: DecodePool | None, options: ReadOptions
         try:
             for block in _unit_blocks(unit, chunk, options, decoded):
                 rows += len(block)
-                yield block, [], uid
+                yield InputRows(uid, block)
         except VggishError as exc:
             error = str(exc)
-        results.put(("end", uid, rows, error))
+        results.put(UnitEnded(uid, rows, error))
 
 
 @dataclass
 class _Pending:
-    rows: list[tuple] | None = None
+    """A unit's messages received so far."""
+
+    rows: list[UnitRows]
     received: int = 0
-    end: tuple | None = None
-    failed: tuple | None = None  # ('failed', unit, example, message): a batch from it failed on its device
+    end: UnitEnded | None = None
+    failed: BatchFailed | None = None
 
 
-def _rows(unit: Unit, received: list[tuple]) -> Rows:
-    """A unit's ('rows', ...) messages' columns as one Rows."""
-    index, start_s, end_s, values = (np.concatenate(column) for column in zip(*received))
+def _rows(unit: Unit, received: list[UnitRows]) -> Rows:
+    """A unit's UnitRows as one Rows."""
+    index, start_s, end_s, values = (np.concatenate([getattr(m, name) for m in received])
+                                     for name in ("index", "start_s", "end_s", "embeddings"))
     return Rows([printable(unit.path)] * len(index), index, start_s, end_s, values)  # as engine.pipeline names rows
 
 
@@ -182,76 +211,54 @@ class DeviceProcesses:
     def __init__(self, arguments: list[dict[str, Any]], kinds: tuple[str, ...], options: ReadOptions, chunk: int,
                  workers: int | None) -> None:
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA or onnxruntime state
-        self.tasks, self.results = context.Queue(), context.Queue()
+        tasks, results = context.Queue(), context.Queue()
         per_process = workers if workers is not None else max(1, default_workers() // len(arguments))
         # not daemons: daemons may not start the decoding pools' processes; each ends with the job all the same
-        self.processes = [context.Process(target=_device_process, name=f"vggish-device-{i}",
-                                          args=(a, kinds, options, chunk, per_process, self.tasks, self.results,
-                                                os.getpid()))
-                          for i, a in enumerate(arguments)]
+        processes = [context.Process(target=_device_process, name=f"vggish-device-{i}",
+                                     args=(a, kinds, options, chunk, per_process, tasks, results, os.getpid()))
+                     for i, a in enumerate(arguments)]
+        self._group = ProcessGroup("device process", processes, tasks, results)
         self._ready = False
 
     def __enter__(self) -> "DeviceProcesses":
-        for process in self.processes:
-            process.start()
+        self._group.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        for process in self.processes:
-            if process.is_alive():
-                process.kill()
-        for process in self.processes:
-            if process.pid is not None:
-                process.join()
-
-    def _receive(self) -> tuple:
-        while True:
-            try:
-                message = self.results.get(timeout=_POLL_SECONDS)
-            except queue.Empty:  # a process that ended with 0 has sent everything; others may still work
-                dead = [p for p in self.processes if p.exitcode not in (None, 0)]
-                if dead:
-                    raise VggishError(f"device process {dead[0].name} died (exit code {dead[0].exitcode})") from None
-                if all(p.exitcode == 0 for p in self.processes) and self.results.empty():
-                    raise VggishError("the device processes ended before every input was embedded") from None
-                continue
-            if message[0] == "error":
-                raise VggishError(message[1])
-            return message
+        self._group.close(grace_s=0)
 
     def wait_ready(self) -> None:
         """Return once every process has its sessions."""
         if not self._ready:
-            for _ in self.processes:
-                self._receive()  # "ready"
+            self._group.wait_ready()
             self._ready = True
 
     def run(self, units: list[Unit], emit: Callable[[Unit, Rows | None, str | None], None]) -> None:
         """Run ``units``; call ``emit(unit, rows or None, error or None)`` for each unit, in order."""
         self.wait_ready()
+        tasks = self._group.tasks
         for unit in units:  # all at once: a limit could hold the earliest unit in a partial batch forever
-            self.tasks.put(unit)
-        for _ in self.processes:
-            self.tasks.put(None)
+            tasks.put(unit)
+        for _ in self._group.processes:
+            tasks.put(None)
         pending: dict[int, _Pending] = {}
         for unit in units:
             state = pending.setdefault(unit.id, _Pending([]))
-            while state.end is None or state.received < state.end[2]:
+            while state.end is None or state.received < state.end.rows:
                 if state.failed is not None:  # its rows before the failed batch are the job's, then the error
-                    _, _, example, text = state.failed
                     if state.rows:
-                        emit(replace(unit, stop=example, last=False), _rows(unit, state.rows), None)
-                    raise DeviceFailure(text)
-                message = self._receive()
-                target = pending.setdefault(message[1], _Pending([]))
-                if message[0] == "rows":
-                    target.rows.append(message[2:])
-                    target.received += len(message[2])
-                elif message[0] == "failed":
+                        emit(replace(unit, stop=state.failed.example, last=False), _rows(unit, state.rows), None)
+                    raise DeviceFailure(state.failed.message)
+                message = self._group.receive()
+                target = pending.setdefault(message.unit, _Pending([]))
+                if isinstance(message, UnitRows):
+                    target.rows.append(message)
+                    target.received += len(message.index)
+                elif isinstance(message, BatchFailed):
                     target.failed = message
                 else:
                     target.end = message
             del pending[unit.id]
-            emit(unit, _rows(unit, state.rows) if state.rows else None, state.end[3])
-        for process in self.processes:  # every unit is in: each process has ended its stream, or is ending it
+            emit(unit, _rows(unit, state.rows) if state.rows else None, state.end.error)
+        for process in self._group.processes:  # every unit is in: each process has ended its stream, or is ending it
             process.join(timeout=10.0)

@@ -8,7 +8,7 @@ input's size.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,16 @@ class Block:
     def kind(self) -> str:
         """Its rows' kind: 'examples', 'windows', or native rows 'windows@RATE' (engine.resampling)."""
         return "examples" if self.windows is None else resampling.kind(self.rate)
+
+
+@dataclass
+class InputRows:
+    """A block of input ``number``'s rows on its way to a batch, with their ``metadata`` (the --metadata
+    table's cells, one list a row; empty without a table)."""
+
+    number: int
+    block: Block
+    metadata: list[list[str]] = field(default_factory=list)
 
 
 def _window_block(source: Path, windows: np.ndarray, first: int, hop: Hop, rate: int = params.SAMPLE_RATE) -> Block:

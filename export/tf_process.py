@@ -124,7 +124,7 @@ def main() -> int:
     parser.add_argument("--write-demo", action="store_true")
     parser.add_argument("--widths", required=True, help="conv1,conv2,conv3,conv4,fc")
     args = parser.parse_args()
-    from vggish_rt.engine.decoding import exit_with
+    from vggish_rt.engine.processes import exit_with
 
     exit_with(args.parent)  # a killed export leaves no TensorFlow process behind
     try:

@@ -77,7 +77,7 @@ def test_batches_assembled_on_the_device_equal_batches_from_host_memory(gpu_mode
     page-locked bounce buffer; the same runner on batches assembled in page-locked host memory gives the same bits.
     400 rows at batch 256: a tail batch of 144 (zeros after it on the device)."""
     from vggish_rt.engine.pipeline import batches
-    from vggish_rt.engine.sources import Block
+    from vggish_rt.engine.sources import Block, InputRows
     from vggish_rt.engine.staging import BatchBuffers, DeviceBatchBuffers, DeviceRows
 
     embedder = Embedder(gpu_model, device="cuda:0", batch_size=256)
@@ -85,7 +85,7 @@ def test_batches_assembled_on_the_device_equal_batches_from_host_memory(gpu_mode
     rows = np.concatenate([examples[:200], examples[200:400].astype(np.float64)])
 
     def run(buffers):
-        blocks = [(Block(Path("x"), np.arange(a, a + 100), np.zeros(100), np.zeros(100), examples=rows[a:a + 100]), [], 0)
+        blocks = [InputRows(0, Block(Path("x"), np.arange(a, a + 100), np.zeros(100), np.zeros(100), examples=rows[a:a + 100]))
                   for a in range(0, 400, 100)]
         made = list(batches(blocks, 256, buffers=buffers))
         assert all(isinstance(b.inputs, DeviceRows) == isinstance(buffers, DeviceBatchBuffers) for b in made)

@@ -21,7 +21,7 @@ from vggish_rt.engine import Embedder
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.ledger import InputEnded
 from vggish_rt.engine.pipeline import Batch, batches, run_batches
-from vggish_rt.engine.sources import Block
+from vggish_rt.engine.sources import Block, InputRows
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,8 @@ def test_order_is_preserved_across_workers(tiny_model):
         time.sleep(delay)
         return embedder._runner("examples")(batch.inputs)
 
-    blocks = ((Block(Path("x"), np.arange(a, a + 23)[: len(x[a:a + 23])], np.full(len(x[a:a + 23]), np.nan),
-                     np.full(len(x[a:a + 23]), np.nan), examples=x[a:a + 23]), [], 0) for a in range(0, 200, 23))
+    blocks = (InputRows(0, Block(Path("x"), np.arange(a, a + 23)[: len(x[a:a + 23])], np.full(len(x[a:a + 23]), np.nan),
+                                 np.full(len(x[a:a + 23]), np.nan), examples=x[a:a + 23])) for a in range(0, 200, 23))
     seen = [(b.seq, v) for b, v in run_batches(batches(blocks, 7), [jittery] * 3)]
     assert [s for s, _ in seen] == list(range(len(seen)))
     np.testing.assert_array_equal(np.concatenate([v for _, v in seen]), expected)
@@ -57,7 +57,7 @@ def test_order_is_preserved_across_workers(tiny_model):
 
 def one_block(x: np.ndarray) -> list:
     """Examples [N,96,64] as run_batches' input: one block of source number 0."""
-    return [(Block(Path("x"), np.arange(len(x)), np.full(len(x), np.nan), np.full(len(x), np.nan), examples=x), [], 0)]
+    return [InputRows(0, Block(Path("x"), np.arange(len(x)), np.full(len(x), np.nan), np.full(len(x), np.nan), examples=x))]
 
 
 class Preparing:
@@ -129,7 +129,7 @@ def test_a_later_worker_starts_only_when_the_job_outlasts_its_wait(tiny_model):
 def test_batches_have_fixed_size_and_never_mix_kinds():
     def block(kind, n, number):
         data = np.zeros((n, 15600) if kind == "windows" else (n, 96, 64), np.float32)
-        return Block(Path(f"s{number}"), np.arange(n), np.zeros(n), np.zeros(n), **{kind: data}), [], number
+        return InputRows(number, Block(Path(f"s{number}"), np.arange(n), np.zeros(n), np.zeros(n), **{kind: data}))
     ends = [InputEnded(n, f"s{n}") for n in range(4)]
     made = list(batches([block("examples", 10, 0), ends[0], block("examples", 5, 1), ends[1],
                          block("windows", 9, 2), ends[2], ends[3]], 4))
@@ -335,7 +335,7 @@ def test_pipeline_memory_is_bounded_with_a_slow_consumer():
     def blocks():
         for a in range(0, 12_800, 256):
             data = np.ones((256, 96, 64), np.float32)
-            yield Block(Path("x"), np.arange(a, a + 256), np.zeros(256), np.zeros(256), examples=data), [], 0
+            yield InputRows(0, Block(Path("x"), np.arange(a, a + 256), np.zeros(256), np.zeros(256), examples=data))
 
     def fast(batch):
         return np.zeros((len(batch.inputs), 128), np.float32)
