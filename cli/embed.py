@@ -239,6 +239,7 @@ def bench(
 
     from vggish_rt.engine.bench import benchmark
     from vggish_rt.engine.embedder import Embedder
+    from vggish_rt.engine.rowkind import WINDOWS
 
     if input_kind not in ("examples", "windows"):
         raise typer.BadParameter("--input must be examples or windows")
@@ -246,7 +247,7 @@ def bench(
                         threads=threads)
     embedder.warn_if_demo()
     if input_kind == "windows":
-        embedder._require("windows")
+        embedder._require(WINDOWS)
     result = benchmark(embedder, seconds, input_kind, examples)
     print(f"{result['examples_per_s']:,.0f} examples/s  ({result['device']}, {result['precision']}, batch "
           f"{result['batch_size']}, {result['input']}; median of {result['repeats']} repeats of "

@@ -45,6 +45,7 @@ from vggish_rt.engine import cudart, params, resampling
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.frontend import log_mel_examples
 from vggish_rt.engine.processes import ProcessGroup, Ready, follow, running
+from vggish_rt.engine.rowkind import EXAMPLES, audio_rows
 from vggish_rt.engine.sources import Block, ReadOptions, input_blocks
 from vggish_rt.engine.windows import window_times
 
@@ -81,7 +82,7 @@ def _slot_rows(slots: np.ndarray, slot: int, row_shape: tuple[int, ...]) -> np.n
 
 def _row_shape(numpy_frontend: bool, rate: int) -> tuple[int, ...]:
     """The rows a worker writes for audio at ``rate``: log-mel examples, 16 kHz windows or native rows."""
-    return resampling.row_shape("examples" if numpy_frontend else resampling.kind(rate))
+    return resampling.row_shape(EXAMPLES if numpy_frontend else audio_rows(rate))
 
 
 def _remove_stale_arenas(directory: str) -> None:

@@ -32,6 +32,7 @@ from vggish_rt.engine.modeldir import ModelDirectory
 from vggish_rt.engine.pipeline import DEPTH, Batch, batches, run_batches
 from vggish_rt.engine.probe import examples_in, probe_inputs
 from vggish_rt.engine.progress import progress_bar
+from vggish_rt.engine.rowkind import EXAMPLES, WINDOWS, RowKind, audio_rows
 from vggish_rt.engine.runner import Runner
 from vggish_rt.engine.session import resolve_placement
 from vggish_rt.engine.sources import Block, InputRows, ReadOptions, audio_rate, input_blocks
@@ -129,14 +130,15 @@ class Embedder:
         if self.tensorrt_cache is not None:
             Path(self.tensorrt_cache).mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size or DEFAULT_BATCH[self.placement.kind]
-        self._require("examples")
+        self._require(EXAMPLES)
         self._arguments = {"model_dir": str(self.model.path), "precision": precision, "batch_size": self.batch_size,
                            "relu": relu, "frontend": frontend, "threads": threads, "cuda_options": cuda_options,
                            "sessions_per_device": sessions_per_device, "gpu_rewrites": gpu_rewrites,
                            "provider": provider, "tensorrt_cache": tensorrt_cache,
                            "extra_sessions_after_s": extra_sessions_after_s}
-        self._runners: dict[tuple[str, int, int], Runner] = {}
-        self._models: dict[str, bytes] = {}
+        self._runners: dict[tuple[RowKind, int, int], Runner] = {}
+        self._models: dict[str, bytes] = {}     # model files' bytes, by file name
+        self._natives: dict[RowKind, bytes] = {}  # with a resampling front, by kind of native rows
         self._buffers: dict[tuple[int, int], BatchBuffers] = {}
         self._lock = threading.Lock()          # the buffers
         self._session_lock = threading.Lock()  # session creation: one at a time
@@ -157,16 +159,16 @@ class Embedder:
             arguments["threads"] = max(1, (self.threads or os.cpu_count() or 1) // shards)
         return arguments
 
-    def _model_file(self, kind: str) -> str:
-        """The model file that runs inputs of ``kind``: 'examples' (log-mel), or audio: 'windows' (16 kHz) and
-        native rows 'windows@RATE' (resampled in the graph, engine.resampling)."""
-        return E2E_FILES[self.precision] if kind != "examples" and self.frontend == "onnx" else NETWORK_FILES[self.precision]
+    def _model_file(self, kind: RowKind) -> str:
+        """The model file that runs rows of ``kind``: the network for log-mel examples, the end-to-end model for
+        audio (16 kHz windows, and native rows resampled in front of it: engine.resampling)."""
+        return E2E_FILES[self.precision] if kind.audio and self.frontend == "onnx" else NETWORK_FILES[self.precision]
 
-    def _batch_rows(self, kind: str) -> int:
+    def _batch_rows(self, kind: RowKind) -> int:
         """Rows in a batch of ``kind``: ``batch_size`` (fewer for native rows wider than 48 kHz's)."""
         return resampling.batch_rows(kind, self.batch_size)
 
-    def _require(self, kind: str) -> None:
+    def _require(self, kind: RowKind) -> None:
         """Refuse, before any work, a model directory lacking the file for inputs of ``kind``."""
         name = self._model_file(kind)
         if not self.model.has(name):
@@ -174,8 +176,8 @@ class Embedder:
             raise VggishError(f"{self.model.path}: has no {name} for {option('precision', self.precision)}; "
                               f"re-export the model, choose another precision{hint}")
 
-    def _runner(self, kind: str, device: int = 0, slot: int = 0) -> Runner:
-        """The runner for ``kind`` ('examples', 'windows' or native rows 'windows@RATE') on device number ``device``
+    def _runner(self, kind: RowKind, device: int = 0, slot: int = 0) -> Runner:
+        """The runner for rows of ``kind`` on device number ``device``
         (session ``slot`` of ``sessions_per_device``), created on first use.
 
         Sessions are created one at a time; a runner already made is returned
@@ -189,36 +191,36 @@ class Embedder:
         with self._session_lock:
             if key not in self._runners:
                 self._require(kind)
-                input_name = params.ONNX_FEATURES if kind == "examples" else params.ONNX_WAVEFORM
+                input_name = params.ONNX_WAVEFORM if kind.audio else params.ONNX_FEATURES
                 device_id = self.placement.device_ids[device] if self.placement.device_ids else 0
                 self._runners[key] = Runner(self._model_bytes(kind), input_name, resampling.row_shape(kind),
                                             self._batch_rows(kind), self.placement.kind, device_id, self.threads,
                                             self.cuda_options, self.tensorrt_cache)
             return self._runners[key]
 
-    def _model_bytes(self, kind: str) -> bytes:
+    def _model_bytes(self, kind: RowKind) -> bytes:
         """The model that runs ``kind``, verified; on CUDA with the exact GPU rewrites of engine.graph applied;
         for native rows with the resampling front in front (engine.resampling; on CUDA its products split so
         that TF32 computes them exactly). Made once each."""
-        name, rate = self._model_file(kind), resampling.kind_rate(kind)
+        name = self._model_file(kind)
         if name not in self._models:
             if self.placement.kind == "cuda" and self.gpu_rewrites:
                 self._models[name] = pool_before_bias_relu(*self.model.read_model(name))
             else:
                 self._models[name] = self.model.read_verified(name)
-        if rate == params.SAMPLE_RATE:
+        if not kind.native:
             return self._models[name]
-        if kind not in self._models:
-            self._models[kind] = resampling.with_resampler(self._models[name], rate,
+        if kind not in self._natives:
+            self._natives[kind] = resampling.with_resampler(self._models[name], kind.rate,
                                                            exact_tf32=self.placement.kind == "cuda")
-        return self._models[kind]
+        return self._natives[kind]
 
-    def _worker(self, device: int, slot: int = 0, kinds: tuple[str, ...] = ("examples",)) -> "Worker":
+    def _worker(self, device: int, slot: int = 0, kinds: tuple[RowKind, ...] = (EXAMPLES,)) -> "Worker":
         """Runs a pipeline Batch on device number ``device``, session ``slot``; applies ``relu`` when asked.
         Its ``prepare`` creates its sessions for ``kinds``."""
         return Worker(self, device, slot, kinds)
 
-    def _workers(self, kinds: tuple[str, ...] = ("examples",)) -> list["Worker"]:
+    def _workers(self, kinds: tuple[RowKind, ...] = (EXAMPLES,)) -> list["Worker"]:
         """One worker per session: ``sessions_per_device`` on each device.
 
         The first session of each device is created here, in the calling thread,
@@ -235,7 +237,7 @@ class Embedder:
                 self._runner(kind, device, 0)
         return [self._worker(d, s, kinds) for s in range(self.sessions_per_device) for d in range(self.devices)]
 
-    def _batch_buffers(self, kinds: tuple[str, ...], workers: int) -> BatchBuffers:
+    def _batch_buffers(self, kinds: tuple[RowKind, ...], workers: int) -> BatchBuffers:
         """Buffers for batches of ``kinds`` run by ``workers`` device workers through run_batches: one more
         than can be in flight, each a full batch of the largest row. On one GPU they are on that GPU (rows
         go to it as they arrive); on several, in page-locked host memory; on the CPU, in host memory.
@@ -296,38 +298,38 @@ class Embedder:
     __call__ = embed
 
     def _input_blocks(self, item: Input, sample_rate: int | None,
-                      options: ReadOptions) -> tuple[Path | None, str, Iterator[Block]]:
+                      options: ReadOptions) -> tuple[Path | None, RowKind, Iterator[Block]]:
         """(source, kind, blocks) of one input of :meth:`embed`; arrays are checked here, files as read."""
         source: Path | None = None
         if isinstance(item, (str, os.PathLike)):
             source = Path(item)
             if is_spectrogram(source):
-                return source, "examples", input_blocks(source, options)
-            kind = resampling.kind(audio_rate(source, options))
+                return source, EXAMPLES, input_blocks(source, options)
+            kind = audio_rows(audio_rate(source, options))
             windows = input_blocks(source, options)
         else:
             if _is_waveform_pair(item):
                 item, sample_rate = item
             array = np.asarray(item)
             if array.ndim == 3:
-                return None, "examples", _row_blocks("examples", _checked_examples(array), self.batch_size * 8)
+                return None, EXAMPLES, _row_blocks(EXAMPLES, _checked_examples(array), self.batch_size * 8)
             if sample_rate is None:
                 raise VggishError(f"an array of shape {list(array.shape)} is a waveform: give its rate, as (samples, "
                                   "rate) or sample_rate=; log-mel examples are [N, 96, 64]")
             samples, rate = _mono(pcm_to_float(array)), int(sample_rate)
             if options.resampler == resampling.IN_GRAPH and rate != params.SAMPLE_RATE:
                 resampling.check_rate(rate, options.hop, "a waveform")
-                kind, cut = resampling.kind(rate), resampling.native_rows(samples, rate, options.hop, options.pad_short,
-                                                                          options.pad_tail)
+                kind, cut = audio_rows(rate), resampling.native_rows(samples, rate, options.hop, options.pad_short,
+                                                                     options.pad_tail)
             else:
-                kind, cut = "windows", cut_windows(resample(samples, rate, options.resampler), options.hop,
-                                                   options.pad_short, options.pad_tail)
-            windows = _row_blocks("windows", cut, self.batch_size * 8, options.hop, resampling.kind_rate(kind))
+                kind, cut = WINDOWS, cut_windows(resample(samples, rate, options.resampler), options.hop,
+                                                 options.pad_short, options.pad_tail)
+            windows = _row_blocks(kind, cut, self.batch_size * 8, options.hop)
         if self.frontend == "numpy":
-            return source, "examples", map(to_examples, windows)
+            return source, EXAMPLES, map(to_examples, windows)
         return source, kind, windows
 
-    def _run(self, blocks: Iterable[InputRows], kinds: tuple[str, ...], count: int,
+    def _run(self, blocks: Iterable[InputRows], kinds: tuple[RowKind, ...], count: int,
              batch_size: int, advance: Callable[[int], None] = lambda _: None) -> list[list[tuple[np.ndarray, ...]]]:
         """Every row of ``blocks`` (input numbers < ``count``) through the sessions of all
         devices -> for each input number, its pieces (embeddings float32 [n,128], start_s, end_s), in order."""
@@ -343,7 +345,7 @@ class Embedder:
             advance(len(values))
         return parts
 
-    def _embed_array(self, kind: str, array: np.ndarray) -> np.ndarray:
+    def _embed_array(self, kind: RowKind, array: np.ndarray) -> np.ndarray:
         """Every row of ``array`` through the pipeline (all devices), in order -> float32 [N,128]."""
         pieces = self._run((InputRows(0, block) for block in _row_blocks(kind, array, self.batch_size * 8)), (kind,), 1,
                            self.batch_size)[0]
@@ -351,7 +353,7 @@ class Embedder:
 
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """Log-mel examples, any float dtype [N,96,64] -> float32 embeddings [N,128]."""
-        return self._embed_array("examples", _checked_examples(np.asarray(examples)))
+        return self._embed_array(EXAMPLES, _checked_examples(np.asarray(examples)))
 
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """16 kHz windows float [N,15600] -> float32 embeddings [N,128], through the chosen frontend."""
@@ -360,7 +362,7 @@ class Embedder:
             raise VggishError(f"windows must have shape [N, {params.EXAMPLE_SAMPLES}], got {list(windows.shape)}")
         if self.frontend == "numpy":
             return self.embed_examples(log_mel_examples(windows))
-        return self._embed_array("windows", windows)
+        return self._embed_array(WINDOWS, windows)
 
     def embed_waveform(self, waveform: np.ndarray, sample_rate: int,
                        options: ReadOptions = ReadOptions()) -> tuple[np.ndarray, np.ndarray]:
@@ -385,7 +387,7 @@ class Worker:
     its first batch; on a GPU, a session after the device's first only after ``start_after`` seconds); a call
     runs a Batch -> float32 [n,128], with the Embedder's ``relu`` applied."""
 
-    def __init__(self, embedder: Embedder, device: int, slot: int, kinds: tuple[str, ...]) -> None:
+    def __init__(self, embedder: Embedder, device: int, slot: int, kinds: tuple[RowKind, ...]) -> None:
         self.embedder, self.device, self.slot, self.kinds = embedder, device, slot, kinds
         self.start_after = embedder.extra_sessions_after_s if slot and embedder.placement.kind == "cuda" else 0.0
 
@@ -426,17 +428,17 @@ def _mono(waveform: np.ndarray) -> np.ndarray:
     return waveform
 
 
-def _row_blocks(kind: str, rows: np.ndarray, chunk: int, hop: Hop | None = None,
-                rate: int = params.SAMPLE_RATE) -> Iterator[Block]:
-    """An array's rows (``kind`` 'examples' [N,96,64] or 'windows' [N,15600], or native rows of audio at ``rate``)
-    as blocks of ``chunk`` rows; times from ``hop`` for windows cut from a waveform, else NaN."""
+def _row_blocks(kind: RowKind, rows: np.ndarray, chunk: int, hop: Hop | None = None) -> Iterator[Block]:
+    """An array's rows of ``kind`` (log-mel examples [N,96,64], 16 kHz windows [N,15600] or native rows) as
+    blocks of ``chunk`` rows; times from ``hop`` for windows cut from a waveform, else NaN."""
     for first in range(0, len(rows), chunk):
         part = rows[first : first + chunk]
         if hop is not None:
             start_s, end_s = window_times(len(part), hop, first * hop.samples)
         else:
             start_s = end_s = np.full(len(part), np.nan)
-        yield Block(Path("<array>"), np.arange(first, first + len(part)), start_s, end_s, **{kind: part}, rate=rate)
+        yield Block(Path("<array>"), np.arange(first, first + len(part)), start_s, end_s, **{kind.name: part},
+                    rate=kind.rate)
 
 
 def _expected_rows(items: list[Input], sample_rate: int | None, options: ReadOptions) -> int:

@@ -47,6 +47,7 @@ from vggish_rt.engine.pipeline import batches, run_batches
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.probe import ProbeReport, in_chunks, probe_input
 from vggish_rt.engine.resampling import sized_kinds
+from vggish_rt.engine.rowkind import EXAMPLES, WINDOWS, RowKind, audio_rows
 from vggish_rt.engine.shards import DeviceProcesses, Unit, plan_units
 from vggish_rt.engine.sources import Block, InputRows, ReadOptions, audio_rate, input_blocks, skip_rows
 from vggish_rt.engine.store import PartialStore, Rows, store_files
@@ -122,8 +123,8 @@ def _scan(sources: list[Path], embedder: Embedder, options: JobOptions) -> tuple
     metadata = hashlib.sha256(options.metadata.read_bytes()).hexdigest() if options.metadata else ""
     pca = embedder.model.manifest["files"].get(PCA_FILE, {}).get("sha256") if options.postprocessor else None
     return {"inputs": listing.hexdigest(), "count": len(sources), "model": str(embedder.model.path),
-            "model_files": {kind: embedder.model.manifest["files"].get(embedder._model_file(kind), {}).get("sha256")
-                            for kind in ("examples", "windows")},
+            "model_files": {str(kind): embedder.model.manifest["files"].get(embedder._model_file(kind), {}).get("sha256")
+                            for kind in (EXAMPLES, WINDOWS)},
             "batch_size": embedder.batch_size, "precision": embedder.precision, "frontend": embedder.frontend,
             "relu": embedder.relu, "hop_frames": options.read.hop.frames, "pad_short": options.read.pad_short,
             "pad_tail": options.read.pad_tail, "resampler": options.read.resampler,
@@ -275,7 +276,7 @@ def run_job(sources: list[Path], out: Path, embedder: Embedder, options: JobOpti
 
 
 def _plan(sources: list[Path], out: Path, embedder: Embedder,
-          options: JobOptions) -> tuple[tuple[str, ...], list[str] | None, list[list[str]] | None, list[int] | None]:
+          options: JobOptions) -> tuple[tuple[RowKind, ...], list[str] | None, list[list[str]] | None, list[int] | None]:
     """Before any work: the output and options checked; (row kinds, whose sessions are made first; metadata
     columns, rows and each input's first metadata row, without a metadata table None)."""
     check_job_output(out, sources, options.postprocessor, options.pool)
@@ -293,7 +294,7 @@ def _plan(sources: list[Path], out: Path, embedder: Embedder,
 
 
 def _start_runner(stack: ExitStack, sources: list[Path], embedder: Embedder, options: JobOptions,
-                  kinds: tuple[str, ...]) -> tuple[Callable[["_Reader", "_Sink"], None], DecodePool | None]:
+                  kinds: tuple[RowKind, ...]) -> tuple[Callable[["_Reader", "_Sink"], None], DecodePool | None]:
     """The job's runner, started (sessions made, decoding workers starting), and the decode pool the reader
     uses: this process's threads, one per session, or ``processes`` device processes (default: one per GPU
     when there are several) that read their own share of the inputs (engine.shards)."""
@@ -405,18 +406,18 @@ def check_job_output(out: Path, sources: list[Path], postprocessor: Postprocesso
                             f"{option('postprocessor', flag='postprocess')} and {option('pool', 'none')}")
 
 
-def _row_kinds(sources: list[Path], embedder: Embedder, options: ReadOptions) -> tuple[str, ...]:
-    """The kinds of rows whose sessions are made before the job starts: log-mel 'examples', audio 'windows',
+def _row_kinds(sources: list[Path], embedder: Embedder, options: ReadOptions) -> tuple[RowKind, ...]:
+    """The kinds of rows whose sessions are made before the job starts: log-mel examples, 16 kHz windows,
     or with the graph's resampler the native rows of the first audio input's rate (others' sessions are made
     when their first batch comes)."""
     logmel = [is_spectrogram(s) or embedder.frontend == "numpy" for s in sources]
     first_audio = next((s for s, spectrogram in zip(sources, logmel) if not spectrogram), None)
-    kinds = {"examples"} if any(logmel) else set()
+    kinds = {EXAMPLES} if any(logmel) else set()
     if first_audio is not None:
         try:
-            kinds.add(resampling.kind(audio_rate(first_audio, options)))
+            kinds.add(audio_rows(audio_rate(first_audio, options)))
         except VggishError:  # a bad first file: reported when read; the sessions are for the usual rate
-            kinds.add("windows")
+            kinds.add(WINDOWS)
     return tuple(sorted(kinds))
 
 
@@ -446,7 +447,7 @@ def _decode_pool(sources: list[Path], embedder: Embedder, options: JobOptions) -
                       pinned=embedder.placement.kind == "cuda")
 
 
-def _device_processes(sources: list[Path], embedder: Embedder, options: JobOptions, kinds: tuple[str, ...],
+def _device_processes(sources: list[Path], embedder: Embedder, options: JobOptions, kinds: tuple[RowKind, ...],
                       processes: int) -> DeviceProcesses:
     """``processes`` device processes (engine.shards) for this job, not yet started; a job of spectrograms
     only starts no decoding pools in them."""

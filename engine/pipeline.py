@@ -35,6 +35,7 @@ import numpy as np
 from vggish_rt.engine import params
 from vggish_rt.engine.inputs import printable
 from vggish_rt.engine.ledger import InputEnded
+from vggish_rt.engine.rowkind import EXAMPLES, RowKind
 from vggish_rt.engine.sources import InputRows
 from vggish_rt.engine.staging import BatchBuffers, BatchInputs, DeviceRows, HostInputs
 from vggish_rt.engine.store import Rows
@@ -50,7 +51,7 @@ class Batch:
     """
 
     seq: int
-    kind: str
+    kind: RowKind
     inputs: np.ndarray | DeviceRows | None  # dropped once run
     sources: list[str]
     index: np.ndarray
@@ -66,7 +67,7 @@ class Batch:
 
 
 def batches(blocks: Iterable[InputRows | InputEnded],
-            batch_size: int | Callable[[str], int], buffers: BatchBuffers | None = None) -> Iterator[Batch]:
+            batch_size: int | Callable[[RowKind], int], buffers: BatchBuffers | None = None) -> Iterator[Batch]:
     """Cut blocks of rows (engine.sources.InputRows) into Batches of ``batch_size`` rows (a number, or the
     rows of a batch of each kind: engine.resampling.batch_rows); an InputEnded among them rides on the batch
     being cut (``ended``).
@@ -80,7 +81,7 @@ def batches(blocks: Iterable[InputRows | InputEnded],
     """
     pieces: list[_Piece] = []
     rows_of = batch_size if callable(batch_size) else lambda _: batch_size
-    filled, seq, kind, size = 0, 0, "examples", 0
+    filled, seq, kind, size = 0, 0, EXAMPLES, 0
     inputs: BatchInputs | None = None
     give_back: Callable[[], None] | None = None
     ended: list[InputEnded] = []
@@ -133,7 +134,7 @@ class _Piece:
     stop: int
 
 
-def _batch(seq: int, kind: str, inputs: np.ndarray | DeviceRows | None, pieces: list[_Piece],
+def _batch(seq: int, kind: RowKind, inputs: np.ndarray | DeviceRows | None, pieces: list[_Piece],
            give_back: Callable[[], None] | None, ended: list[InputEnded]) -> Batch:
     """The Batch of ``inputs`` whose rows are ``pieces``, in order."""
     sources: list[str] = []

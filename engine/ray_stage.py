@@ -9,8 +9,8 @@ Rows between the stages (Ray Data columns):
 ``order`` int64 (input number), ``source`` str, ``example`` int64,
 ``start_s``/``end_s`` float64 (NaN for spectrograms), ``status`` str ("ok", or
 "ended": the input's last row, ``reason`` the error that stopped it early, else empty; the job's
-engine.ledger decides what it means), ``kind`` int8 (0: audio
-window, 1: log-mel example), ``inputs`` float32 [15600]: the 16 kHz window,
+engine.ledger decides what it means), ``kind`` str (the row's engine.rowkind.RowKind:
+"windows", 16 kHz audio, or "examples", log-mel), ``inputs`` float32 [15600]: the 16 kHz window,
 or the example's 96 x 64 values followed by zeros (one fixed-shape column keeps
 mixed inputs in one ordered stream). EmbedStage replaces ``inputs`` with
 ``embedding`` float32 [128] (NaN on rows that are not "ok").
@@ -42,23 +42,24 @@ from vggish_rt.engine.job import check_job_output, write_failures
 from vggish_rt.engine.ledger import InputEnded, JobReport, Ledger
 from vggish_rt.engine.postprocess import Postprocessor
 from vggish_rt.engine.resampling import refuse_in_graph
+from vggish_rt.engine.rowkind import EXAMPLES, WINDOWS
 from vggish_rt.engine.sources import Block, ReadOptions, input_blocks
 from vggish_rt.engine.store import PartialStore, Rows
 
-WINDOW, EXAMPLE = 0, 1
+_WINDOWS, _EXAMPLES = str(WINDOWS), str(EXAMPLES)  # the kind column's values
 _EXAMPLE_VALUES = params.NUM_FRAMES * params.NUM_BANDS
 
 
 def _block_rows(order: int, block: Block) -> dict[str, np.ndarray]:
     n = len(block)
     if block.windows is not None:
-        kind, inputs = WINDOW, np.asarray(block.windows, np.float32)
+        inputs = np.asarray(block.windows, np.float32)
     else:
-        kind, inputs = EXAMPLE, np.zeros((n, params.EXAMPLE_SAMPLES), np.float32)
+        inputs = np.zeros((n, params.EXAMPLE_SAMPLES), np.float32)
         inputs[:, :_EXAMPLE_VALUES] = block.examples.reshape(n, -1)
     return {"order": np.full(n, order), "source": np.array([printable(str(block.source))] * n), "example": block.index,
             "start_s": block.start_s, "end_s": block.end_s, "status": np.array(["ok"] * n),
-            "reason": np.array([""] * n), "kind": np.full(n, kind, np.int8), "inputs": inputs}
+            "reason": np.array([""] * n), "kind": np.array([str(block.kind)] * n), "inputs": inputs}
 
 
 def _ended(order: int, source: str, error: str = "") -> dict[str, np.ndarray]:
@@ -66,7 +67,7 @@ def _ended(order: int, source: str, error: str = "") -> dict[str, np.ndarray]:
     stopped early. What the end means (failed, short, done) is the job's ledger's to say."""
     return {"order": np.array([order]), "source": np.array([source]), "example": np.array([-1]),
             "start_s": np.array([np.nan]), "end_s": np.array([np.nan]), "status": np.array(["ended"]),
-            "reason": np.array([error]), "kind": np.array([WINDOW], np.int8),
+            "reason": np.array([error]), "kind": np.array([_WINDOWS]),
             "inputs": np.zeros((1, params.EXAMPLE_SAMPLES), np.float32)}
 
 
@@ -97,7 +98,7 @@ class EmbedStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = batch["status"] == "ok"
         embeddings = np.full((len(ok), params.EMBEDDING_SIZE), np.nan, np.float32)
-        windows, examples = ok & (batch["kind"] == WINDOW), ok & (batch["kind"] == EXAMPLE)
+        windows, examples = ok & (batch["kind"] == _WINDOWS), ok & (batch["kind"] == _EXAMPLES)
         if windows.any():
             embeddings[windows] = self.embedder.embed_windows(batch["inputs"][windows])
         if examples.any():

@@ -59,6 +59,7 @@ import numpy as np
 from vggish_rt.engine import params
 from vggish_rt.engine.errors import ArgumentError, VggishError
 from vggish_rt.engine.graph import with_front
+from vggish_rt.engine.rowkind import RowKind, audio_rows
 from vggish_rt.engine.windows import Hop, count_windows
 
 IN_GRAPH = "onnx"  # the --resampler value
@@ -77,36 +78,24 @@ def output_length(frames: int, rate: int) -> int:
     return frames if rate == params.SAMPLE_RATE else int(frames * float(params.SAMPLE_RATE) / float(rate))
 
 
-def kind(rate: int) -> str:
-    """The row kind of audio at ``rate`` (engine.pipeline batches never mix kinds): 'windows' at 16 kHz, else
-    'windows@RATE', native rows."""
-    return "windows" if rate == params.SAMPLE_RATE else f"windows@{rate}"
-
-
-def kind_rate(row_kind: str) -> int:
-    """The rate of a windows kind (see :func:`kind`)."""
-    return int(row_kind.split("@")[1]) if "@" in row_kind else params.SAMPLE_RATE
-
-
-def row_shape(row_kind: str) -> tuple[int, ...]:
-    """One row's shape: log-mel 'examples' (96, 64), 16 kHz 'windows' (15600,), native rows (row_width,)."""
-    if row_kind == "examples":
+def row_shape(row_kind: RowKind) -> tuple[int, ...]:
+    """One row's shape: log-mel examples (96, 64), 16 kHz windows (15600,), native rows (row_width,)."""
+    if not row_kind.audio:
         return (params.NUM_FRAMES, params.NUM_BANDS)
-    rate = kind_rate(row_kind)
-    return (params.EXAMPLE_SAMPLES,) if rate == params.SAMPLE_RATE else (front(rate).row_width,)
+    return (front(row_kind.rate).row_width,) if row_kind.native else (params.EXAMPLE_SAMPLES,)
 
 
-def sized_kinds(kinds: tuple[str, ...], resampler: str) -> tuple[str, ...]:
+def sized_kinds(kinds: tuple[RowKind, ...], resampler: str) -> tuple[RowKind, ...]:
     """The kinds a job's batch buffers are sized for: its ``kinds``, and 48 kHz native rows when audio is
     resampled in the graph (rates met later; wider rows then come in smaller batches: engine.embedder)."""
-    audio = any(k != "examples" for k in kinds)
-    return (*kinds, kind(_WIDEST_RATE)) if audio and resampler == IN_GRAPH else kinds
+    audio = any(k.audio for k in kinds)
+    return (*kinds, audio_rows(_WIDEST_RATE)) if audio and resampler == IN_GRAPH else kinds
 
 
-def batch_rows(row_kind: str, batch_size: int) -> int:
+def batch_rows(row_kind: RowKind, batch_size: int) -> int:
     """Rows in a batch of ``row_kind``: ``batch_size``, fewer for native rows wider than 48 kHz's (a batch
     then holds as many floats as one of 48 kHz rows)."""
-    if row_kind == "examples" or kind_rate(row_kind) <= _WIDEST_RATE:  # rows no wider than 48 kHz's
+    if not row_kind.audio or row_kind.rate <= _WIDEST_RATE:  # rows no wider than 48 kHz's
         return batch_size
     return max(1, batch_size * front(_WIDEST_RATE).row_width // row_shape(row_kind)[0])
 

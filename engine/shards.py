@@ -34,6 +34,7 @@ from vggish_rt.engine.errors import DemoModelWarning, DeviceFailure, VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable
 from vggish_rt.engine.processes import Failed, ProcessGroup, Ready, follow
 from vggish_rt.engine.resampling import sized_kinds
+from vggish_rt.engine.rowkind import RowKind
 from vggish_rt.engine.sources import Block, InputRows, ReadOptions, input_blocks, skip_rows
 from vggish_rt.engine.store import Rows
 
@@ -112,7 +113,7 @@ def _unit_blocks(unit: Unit, chunk: int, options: ReadOptions, blocks: Iterator[
     return skip_rows(blocks, unit.skip)
 
 
-def _device_process(arguments: dict[str, Any], kinds: tuple[str, ...], options: ReadOptions, chunk: int,
+def _device_process(arguments: dict[str, Any], kinds: tuple[RowKind, ...], options: ReadOptions, chunk: int,
                     workers: int, tasks, results, job: int) -> None:
     """One device's share of the job (see the module docstring): sends Ready once its sessions are made, then
     UnitRows and UnitEnded for each unit it pulls, BatchFailed when a batch failed on its device, and Failed
@@ -208,7 +209,7 @@ class DeviceProcesses:
     runs the units. A process's own failure (a session that cannot be created, a dead process) raises
     VggishError."""
 
-    def __init__(self, arguments: list[dict[str, Any]], kinds: tuple[str, ...], options: ReadOptions, chunk: int,
+    def __init__(self, arguments: list[dict[str, Any]], kinds: tuple[RowKind, ...], options: ReadOptions, chunk: int,
                  workers: int | None) -> None:
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA or onnxruntime state
         tasks, results = context.Queue(), context.Queue()

@@ -17,6 +17,7 @@ from vggish_rt.engine import params, resampling
 from vggish_rt.engine.audio import RESAMPLERS, audio_length, iter_audio
 from vggish_rt.engine.errors import ArgumentError, VggishError
 from vggish_rt.engine.inputs import DAT_DTYPES, is_spectrogram, open_spectrograms, peak_magnitude, refuse_float32_dat
+from vggish_rt.engine.rowkind import EXAMPLES, RowKind, audio_rows
 from vggish_rt.engine.windows import DEFAULT_HOP, Hop, WindowStream, window_times
 
 # Log-mel values lie within about [ln 0.01, 20]; far above, a file is not log-mel,
@@ -72,9 +73,9 @@ class Block:
         return len(self.index)
 
     @property
-    def kind(self) -> str:
-        """Its rows' kind: 'examples', 'windows', or native rows 'windows@RATE' (engine.resampling)."""
-        return "examples" if self.windows is None else resampling.kind(self.rate)
+    def kind(self) -> RowKind:
+        """Its rows' kind: log-mel examples, or audio rows at its rate."""
+        return EXAMPLES if self.windows is None else audio_rows(self.rate)
 
 
 @dataclass
@@ -94,7 +95,7 @@ def _window_block(source: Path, windows: np.ndarray, first: int, hop: Hop, rate:
 
 def audio_rate(source: Path, options: ReadOptions) -> int:
     """The rate an audio file's rows keep: 16 kHz, or with ``resampler='onnx'`` the file's own (from its
-    header; VggishError as reading it would raise). Its rows' kind is ``resampling.kind`` of it."""
+    header; VggishError as reading it would raise). Its rows' kind is ``rowkind.audio_rows`` of it."""
     return audio_length(source)[1] if options.resampler == resampling.IN_GRAPH else params.SAMPLE_RATE
 
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import run_cli, windows_model
 from vggish_rt.engine import Embedder
 from vggish_rt.engine.frontend import log_mel_examples
+from vggish_rt.engine.rowkind import EXAMPLES
 from vggish_rt.engine.session import CUDA, cuda_device_count
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(cuda_device_count() == 0, reason="no CUDA GPU for onnxruntime")]
@@ -42,7 +43,7 @@ def cosine(a, b):
 
 def test_cuda_session_really_runs_on_cuda(gpu_model):
     embedder = Embedder(gpu_model, device="cuda:0")
-    assert embedder._runner("examples").session.get_providers()[0] == CUDA
+    assert embedder._runner(EXAMPLES).session.get_providers()[0] == CUDA
 
 
 @pytest.mark.parametrize("precision,min_cosine,max_relative", [("fp32", 0.99999, 5e-3), ("fp16", 0.9999, 2e-2)])
@@ -81,7 +82,7 @@ def test_batches_assembled_on_the_device_equal_batches_from_host_memory(gpu_mode
     from vggish_rt.engine.staging import BatchBuffers, DeviceBatchBuffers, DeviceRows
 
     embedder = Embedder(gpu_model, device="cuda:0", batch_size=256)
-    runner = embedder._runner("examples")
+    runner = embedder._runner(EXAMPLES)
     rows = np.concatenate([examples[:200], examples[200:400].astype(np.float64)])
 
     def run(buffers):

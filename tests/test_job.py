@@ -21,6 +21,7 @@ from vggish_rt.engine import Embedder
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.ledger import InputEnded
 from vggish_rt.engine.pipeline import Batch, batches, run_batches
+from vggish_rt.engine.rowkind import EXAMPLES, WINDOWS, RowKind, audio_rows
 from vggish_rt.engine.sources import Block, InputRows
 
 
@@ -46,7 +47,7 @@ def test_order_is_preserved_across_workers(tiny_model):
         with lock:
             delay = rng.uniform(0, 0.02)
         time.sleep(delay)
-        return embedder._runner("examples")(batch.inputs)
+        return embedder._runner(EXAMPLES)(batch.inputs)
 
     blocks = (InputRows(0, Block(Path("x"), np.arange(a, a + 23)[: len(x[a:a + 23])], np.full(len(x[a:a + 23]), np.nan),
                                  np.full(len(x[a:a + 23]), np.nan), examples=x[a:a + 23])) for a in range(0, 200, 23))
@@ -77,7 +78,7 @@ class Preparing:
 
     def __call__(self, batch):
         self.ran.append(batch.seq)
-        return self.embedder._runner("examples")(batch.inputs)
+        return self.embedder._runner(EXAMPLES)(batch.inputs)
 
 
 def test_a_worker_still_preparing_holds_no_batch_back_and_its_failure_is_the_jobs(tiny_model):
@@ -126,6 +127,16 @@ def test_a_later_worker_starts_only_when_the_job_outlasts_its_wait(tiny_model):
         Embedder(tiny_model, device="cpu", extra_sessions_after_s=-1)
 
 
+def test_row_kinds_name_their_rows_and_refuse_what_is_not_one():
+    assert [str(k) for k in (EXAMPLES, WINDOWS, audio_rows(16_000), audio_rows(48_000))] == \
+        ["examples", "windows", "windows", "windows@48000"]
+    assert audio_rows(16_000) == WINDOWS and not WINDOWS.native and audio_rows(44_100).native
+    assert sorted({audio_rows(48_000), WINDOWS, EXAMPLES}) == [EXAMPLES, WINDOWS, audio_rows(48_000)]
+    for name, rate in (("frames", 16_000), ("examples", 48_000)):
+        with pytest.raises(ValueError, match="not a row kind"):
+            RowKind(name, rate)
+
+
 def test_batches_have_fixed_size_and_never_mix_kinds():
     def block(kind, n, number):
         data = np.zeros((n, 15600) if kind == "windows" else (n, 96, 64), np.float32)
@@ -134,7 +145,7 @@ def test_batches_have_fixed_size_and_never_mix_kinds():
     made = list(batches([block("examples", 10, 0), ends[0], block("examples", 5, 1), ends[1],
                          block("windows", 9, 2), ends[2], ends[3]], 4))
     assert [len(b.index) for b in made] == [4, 4, 4, 3, 4, 4, 1]
-    assert [b.kind for b in made] == ["examples"] * 4 + ["windows"] * 3
+    assert [b.kind for b in made] == [EXAMPLES] * 4 + [WINDOWS] * 3
     assert made[2].sources == ["s0", "s0", "s1", "s1"] and made[2].numbers.tolist() == [0, 0, 1, 1]
     # an input's end rides on the batch being cut when it came: never before the batch of its last row
     assert [[e.number for e in b.ended] for b in made] == [[], [], [0], [1], [], [], [2, 3]]

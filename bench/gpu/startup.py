@@ -14,6 +14,7 @@ started = time.perf_counter()
 import numpy as np  # noqa: E402
 
 from vggish_rt.engine import Embedder, params  # noqa: E402
+from vggish_rt.engine.rowkind import RowKind  # noqa: E402
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     phases["embedder"] = time.perf_counter() - clock
     for slot in range(embedder.sessions_per_device):
         clock = time.perf_counter()
-        runner = embedder._runner(arguments.kind, 0, slot)
+        runner = embedder._runner(RowKind(arguments.kind), 0, slot)
         phases[f"session_{slot}"] = time.perf_counter() - clock
         shape = (embedder.batch_size, params.EXAMPLE_SAMPLES) if arguments.kind == "windows" else \
             (embedder.batch_size, params.NUM_FRAMES, params.NUM_BANDS)
