@@ -1,13 +1,19 @@
 """The job benchmark: the CLI a user runs, on the corpora of issue 14, beside the engine's ceiling.
 
-    python bench/jobs.py [--model DIR | --null] [--gpus 1,2] [--scale 1.0] [--jobs wav16,wav48,seed,npy]
-                         [--precision fp16] [--work /tmp/jobs] [--out jobs.json]
+    python bench/jobs.py [--model DIR | --null] [--gpus 1,2] [--scale 1.0]
+                         [--jobs wav16,wav48,m4a,mp3,clips,seed,npy] [--precision fp16] [--work /tmp/jobs]
+                         [--out jobs.json]
 
-Corpora, made once under ``--work`` (``--scale`` shrinks every count):
+Corpora, made once under ``--work`` (``--scale`` shrinks every count); the
+audio ones hold 20 distinct recordings (a tone and noise), the rest hard links
+to them:
 
-- ``wav48``: 10,000 WAV files of 40 s at 48 kHz, 16-bit (410,000 examples);
-  20 distinct recordings, the rest hard links to them;
+- ``wav48``: 10,000 WAV files of 40 s at 48 kHz, 16-bit mono (410,000 examples);
 - ``wav16``: the same at 16 kHz (no resampling);
+- ``m4a``: 5,000 AAC files of 10 s at 44.1 kHz, stereo (AudioSet's shape);
+- ``mp3``: 2,000 MP3 files of 30 s at 44.1 kHz, stereo (a music collection);
+- ``clips``: 20,000 WAV files of 1 s at 16 kHz, 16-bit mono (the seed's
+  speech-commands layout: one example a file);
 - ``seed``: the seed notebook's job: 105,835 float64 spectrograms in one raw
   ``.dat`` with its metadata CSV (``wavfile_df.csv``'s layout), to ``.csv``;
 - ``npy``: 300,000 float32 log-mel examples in one ``.npy``, to ``.npy``.
@@ -38,6 +44,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +54,25 @@ from vggish_rt.engine import params
 from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameters, sha256_bytes, write_manifest
 
 DISTINCT_RECORDINGS = 20
-FULL = {"wav48": 10_000, "wav16": 10_000, "seed": 105_835, "npy": 300_000}
-EXAMPLES_PER_FILE = 41  # 40 s of audio at the reference's hop
+FULL = {"wav48": 10_000, "wav16": 10_000, "m4a": 5_000, "mp3": 2_000, "clips": 20_000, "seed": 105_835,
+        "npy": 300_000}
+
+
+@dataclass(frozen=True)
+class AudioCorpus:
+    """Files of ``seconds`` of audio at ``rate`` Hz with ``channels`` channels, written as ``suffix``
+    (``codec``: a PyAV encoder, None for 16-bit WAV through libsndfile)."""
+
+    seconds: float
+    rate: int
+    channels: int
+    suffix: str
+    codec: str | None = None
+
+
+AUDIO = {"wav48": AudioCorpus(40, 48_000, 1, ".wav"), "wav16": AudioCorpus(40, 16_000, 1, ".wav"),
+         "m4a": AudioCorpus(10, 44_100, 2, ".m4a", "aac"), "mp3": AudioCorpus(30, 44_100, 2, ".mp3", "libmp3lame"),
+         "clips": AudioCorpus(1, 16_000, 1, ".wav")}
 
 
 def write_null_model(directory: Path) -> Path:
@@ -85,25 +109,46 @@ def write_null_model(directory: Path) -> Path:
     return directory
 
 
-def _audio_corpus(directory: Path, rate: int, files: int) -> Path:
-    """``files`` WAV files of 40 s at ``rate`` Hz (16-bit), DISTINCT_RECORDINGS of them distinct; the marker of a
-    finished corpus lies beside the folder (a directory input takes every file in it)."""
+def _audio_corpus(directory: Path, spec: AudioCorpus, files: int) -> Path:
+    """``files`` audio files of ``spec``, DISTINCT_RECORDINGS of them distinct; the marker of a finished corpus
+    lies beside the folder (a directory input takes every file in it)."""
     done = directory.with_name(directory.name + ".done")
     if done.is_file():
         return directory
     directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(rate)
+    rng = np.random.default_rng(spec.rate)
     distinct = []
     for i in range(min(files, DISTINCT_RECORDINGS)):
-        seconds = np.arange(40 * rate) / rate
+        seconds = np.arange(int(spec.seconds * spec.rate)) / spec.rate
         tone = 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * seconds) + 0.05 * rng.standard_normal(len(seconds))
-        path = directory / f"clip{i:05d}.wav"
-        sf.write(path, tone.astype(np.float32), rate, subtype="PCM_16")
+        channels = np.stack([tone * (1.0 - 0.2 * c) for c in range(spec.channels)], axis=1).astype(np.float32)
+        path = directory / f"clip{i:05d}{spec.suffix}"
+        if spec.codec is None:
+            sf.write(path, channels, spec.rate, subtype="PCM_16")
+        else:
+            _encode(path, channels, spec.rate, spec.codec)
         distinct.append(path)
     for i in range(len(distinct), files):
-        os.link(distinct[i % len(distinct)], directory / f"clip{i:05d}.wav")
+        os.link(distinct[i % len(distinct)], directory / f"clip{i:05d}{spec.suffix}")
     done.touch()
     return directory
+
+
+def _encode(path: Path, samples: np.ndarray, rate: int, codec: str) -> None:
+    """Write float32 [S, channels] ``samples`` at ``rate`` to ``path`` with PyAV's ``codec`` encoder."""
+    import av
+
+    layout = "stereo" if samples.shape[1] == 2 else "mono"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout)
+        stream.bit_rate = 128_000
+        step = 1152 * 8
+        for start in range(0, len(samples), step):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[start : start + step].T), format="fltp",
+                                               layout=layout)
+            frame.rate = rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
 
 
 def _seed_corpus(directory: Path, rows: int) -> tuple[Path, Path]:
@@ -138,9 +183,10 @@ def _npy_corpus(directory: Path, rows: int) -> Path:
 
 def corpus(kind: str, work: Path, count: int) -> tuple[list[str], str, int]:
     """(CLI inputs and options, output suffix, examples) for a corpus of ``count`` inputs or rows."""
-    if kind in ("wav48", "wav16"):
-        directory = _audio_corpus(work / f"{kind}_{count}", 48_000 if kind == "wav48" else 16_000, count)
-        return [str(directory)], ".npy", count * EXAMPLES_PER_FILE
+    if kind in AUDIO:
+        spec = AUDIO[kind]
+        examples = count * int((spec.seconds - params.EXAMPLE_WINDOW_SECONDS) / params.EXAMPLE_HOP_SECONDS + 1)
+        return [str(_audio_corpus(work / f"{kind}_{count}", spec, count))], ".npy", examples
     if kind == "seed":
         dat, table = _seed_corpus(work / f"seed_{count}", count)
         return [str(dat), "--metadata", str(table)], ".csv", count
@@ -208,7 +254,7 @@ def main() -> None:
     source.add_argument("--null", action="store_true", help="a network that costs nothing: the data path alone")
     parser.add_argument("--gpus", default=None, help="comma-separated GPU counts (default: 1, 2, 4 as available; "
                                                      "'cpu' for the CPU provider)")
-    parser.add_argument("--jobs", default="wav16,wav48,seed,npy")
+    parser.add_argument("--jobs", default="wav16,wav48,m4a,mp3,clips,seed,npy")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of each corpus's full size")
     parser.add_argument("--precision", default="fp16")
     parser.add_argument("--seconds", type=float, default=5.0, help="engine bench duration")
@@ -235,20 +281,21 @@ def main() -> None:
         for kind in arguments.jobs.split(","):
             count = max(1, int(FULL[kind] * arguments.scale))
             inputs, suffix, examples = corpus(kind, arguments.work, count)
-            small_inputs, _, small_examples = corpus(kind, arguments.work, 1 if kind.startswith("wav") else 2048)
+            small_inputs, _, small_examples = corpus(kind, arguments.work, 1 if kind in AUDIO else 2048)
             out = arguments.work / f"out{suffix}"
             common = ["--model", str(model), "--device", device, "--precision", arguments.precision, "--out", str(out),
                       *arguments.extra.split()]
             start_up, _ = run_cli(["embed", *small_inputs, *common], arguments.work)
             wall, log, load = run_with_load(["embed", *inputs, *common], arguments.work,
                                             0 if device == "cpu" else device.count(",") + 1)
+            if suffix == ".npy":  # the rows written (a compressed file's decoded length may differ a little)
+                examples = len(np.load(out, mmap_mode="r"))
             results.append({"job": kind, "device": device, "precision": arguments.precision, "options": arguments.extra,
                             "examples": examples,
                             "wall_s": round(wall, 2), "start_up_s": round(start_up, 2), **load,
                             "examples_per_s": round(examples / wall, 1),
                             "steady_examples_per_s": round((examples - small_examples) / max(wall - start_up, 1e-9), 1),
-                            "of_engine": round(examples / wall / ceiling["examples" if kind in ("seed", "npy")
-                                                                         else "windows"], 3),
+                            "of_engine": round(examples / wall / ceiling["windows" if kind in AUDIO else "examples"], 3),
                             "summary": log.strip().splitlines()[-1]})
             print(json.dumps(results[-1]), flush=True)
     arguments.out.write_text(json.dumps(results, indent=1) + "\n")
