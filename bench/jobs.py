@@ -52,6 +52,7 @@ import soundfile as sf
 
 from vggish_rt.engine import params
 from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameters, sha256_bytes, write_manifest
+from vggish_rt.engine.probe import examples_in
 
 DISTINCT_RECORDINGS = 20
 FULL = {"wav48": 10_000, "wav16": 10_000, "m4a": 5_000, "mp3": 2_000, "clips": 20_000, "seed": 105_835,
@@ -185,7 +186,7 @@ def corpus(kind: str, work: Path, count: int) -> tuple[list[str], str, int]:
     """(CLI inputs and options, output suffix, examples) for a corpus of ``count`` inputs or rows."""
     if kind in AUDIO:
         spec = AUDIO[kind]
-        examples = count * int((spec.seconds - params.EXAMPLE_WINDOW_SECONDS) / params.EXAMPLE_HOP_SECONDS + 1)
+        examples = count * examples_in(int(spec.seconds * spec.rate), spec.rate)
         return [str(_audio_corpus(work / f"{kind}_{count}", spec, count))], ".npy", examples
     if kind == "seed":
         dat, table = _seed_corpus(work / f"seed_{count}", count)
