@@ -1,7 +1,7 @@
 """The job benchmark: the CLI a user runs, on the corpora of issue 14, beside the engine's ceiling.
 
     python bench/jobs.py [--model DIR | --null] [--gpus 1,2] [--scale 1.0]
-                         [--jobs wav16,wav48,m4a,mp3,clips,seed,npy] [--precision fp16] [--work /tmp/jobs]
+                         [--jobs wav16,wav48,m4a,mp3,opus,flac,clips,seed,npy] [--precision fp16] [--work /tmp/jobs]
                          [--out jobs.json]
 
 Corpora, made once under ``--work`` (``--scale`` shrinks every count); the
@@ -12,8 +12,10 @@ to them:
 - ``wav16``: the same at 16 kHz (no resampling);
 - ``m4a``: 5,000 AAC files of 10 s at 44.1 kHz, stereo (AudioSet's shape);
 - ``mp3``: 2,000 MP3 files of 30 s at 44.1 kHz, stereo (a music collection);
-- ``clips``: 20,000 WAV files of 1 s at 16 kHz, 16-bit mono (the seed's
-  speech-commands layout: one example a file);
+- ``opus``: 5,000 Opus files of 10 s in WebM at 48 kHz, stereo;
+- ``flac``: 2,000 FLAC files of 30 s at 16 kHz, 16-bit mono;
+- ``clips``: 105,835 WAV files of 1 s at 16 kHz, 16-bit mono (the seed's
+  speech-commands layout and count: one example a file);
 - ``seed``: the seed notebook's job: 105,835 float64 spectrograms in one raw
   ``.dat`` with its metadata CSV (``wavfile_df.csv``'s layout), to ``.csv``;
 - ``npy``: 300,000 float32 log-mel examples in one ``.npy``, to ``.npy``.
@@ -24,6 +26,10 @@ included; ``start_up_s`` is the wall time of the same command on a one-input
 corpus of the same kind, and ``steady_examples_per_s`` the rate with it
 subtracted. The engine's ceiling comes from ``vggish-rt bench`` (host arrays
 in and out; ``--input examples`` and ``--input windows``) in the same run.
+For the compressed corpora (COMPRESSED), a decode-only ceiling too: PyAV
+decoding the same files on every core (a process a core, frames discarded,
+nothing else), timed by wall once the processes are up; ``of_decode`` is the
+job's rate as a share of it.
 While each job runs: ``cores_busy``, the machine's busy CPU-seconds over the
 wall time (/proc/stat), and on GPUs ``gpu_busy_s`` and ``gpu_util_while_busy``
 (nvidia-smi every 100 ms: seconds above 20% utilisation per GPU, and the mean
@@ -55,14 +61,14 @@ from vggish_rt.engine.manifest import FORMAT, FORMAT_VERSION, frontend_parameter
 from vggish_rt.engine.probe import examples_in
 
 DISTINCT_RECORDINGS = 20
-FULL = {"wav48": 10_000, "wav16": 10_000, "m4a": 5_000, "mp3": 2_000, "clips": 20_000, "seed": 105_835,
-        "npy": 300_000}
+FULL = {"wav48": 10_000, "wav16": 10_000, "m4a": 5_000, "mp3": 2_000, "opus": 5_000, "flac": 2_000,
+        "clips": 105_835, "seed": 105_835, "npy": 300_000}
 
 
 @dataclass(frozen=True)
 class AudioCorpus:
     """Files of ``seconds`` of audio at ``rate`` Hz with ``channels`` channels, written as ``suffix``
-    (``codec``: a PyAV encoder, None for 16-bit WAV through libsndfile)."""
+    (``codec``: a PyAV encoder, None for 16-bit PCM through libsndfile: WAV or FLAC)."""
 
     seconds: float
     rate: int
@@ -73,7 +79,9 @@ class AudioCorpus:
 
 AUDIO = {"wav48": AudioCorpus(40, 48_000, 1, ".wav"), "wav16": AudioCorpus(40, 16_000, 1, ".wav"),
          "m4a": AudioCorpus(10, 44_100, 2, ".m4a", "aac"), "mp3": AudioCorpus(30, 44_100, 2, ".mp3", "libmp3lame"),
+         "opus": AudioCorpus(10, 48_000, 2, ".webm", "libopus"), "flac": AudioCorpus(30, 16_000, 1, ".flac"),
          "clips": AudioCorpus(1, 16_000, 1, ".wav")}
+COMPRESSED = ("m4a", "mp3", "opus", "flac")  # corpora with a decode-only ceiling line
 
 
 def write_null_model(directory: Path) -> Path:
@@ -248,6 +256,36 @@ def engine_ceiling(model: Path, device: str, precision: str, kind: str, seconds:
     return json.loads(output.strip().splitlines()[-1])["examples_per_s"]
 
 
+def _decode_files(paths: list[str]) -> int:
+    """Decode each file's first audio track with PyAV, frames discarded; the samples decoded."""
+    import av
+
+    samples = 0
+    for path in paths:
+        with av.open(path) as container:
+            track = container.streams.audio[0]
+            for packet in container.demux(track):
+                for frame in packet.decode():
+                    samples += frame.samples
+    return samples
+
+
+def decode_ceiling(directory: Path, examples: int) -> dict[str, float]:
+    """The decode-only ceiling of a corpus: its files decoded by PyAV on every core (engine-free), as examples/s
+    of the corpus's ``examples`` by wall; the pool is started (and PyAV imported) before the clock."""
+    import multiprocessing
+
+    files = sorted(str(p) for p in directory.iterdir())
+    cores = os.cpu_count() or 1
+    chunks = [files[i :: cores * 4] for i in range(cores * 4)]
+    with multiprocessing.get_context("spawn").Pool(cores) as pool:
+        pool.map(_decode_files, [files[:1]] * cores)  # every process up, PyAV imported
+        started = time.perf_counter()
+        pool.map(_decode_files, chunks, chunksize=1)
+        wall = time.perf_counter() - started
+    return {"decode_s": round(wall, 2), "decode_examples_per_s": round(examples / wall, 1), "cores": cores}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -255,7 +293,7 @@ def main() -> None:
     source.add_argument("--null", action="store_true", help="a network that costs nothing: the data path alone")
     parser.add_argument("--gpus", default=None, help="comma-separated GPU counts (default: 1, 2, 4 as available; "
                                                      "'cpu' for the CPU provider)")
-    parser.add_argument("--jobs", default="wav16,wav48,m4a,mp3,clips,seed,npy")
+    parser.add_argument("--jobs", default="wav16,wav48,m4a,mp3,opus,flac,clips,seed,npy")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of each corpus's full size")
     parser.add_argument("--precision", default="fp16")
     parser.add_argument("--seconds", type=float, default=5.0, help="engine bench duration")
@@ -291,24 +329,28 @@ def main() -> None:
                                             0 if device == "cpu" else device.count(",") + 1)
             if suffix == ".npy":  # the rows written (a compressed file's decoded length may differ a little)
                 examples = len(np.load(out, mmap_mode="r"))
+            ceiling_line = decode_ceiling(Path(inputs[0]), examples) if kind in COMPRESSED else {}
+            if ceiling_line:
+                ceiling_line["of_decode"] = round(ceiling_line["decode_s"] / wall, 3)
             results.append({"job": kind, "device": device, "precision": arguments.precision, "options": arguments.extra,
                             "examples": examples,
                             "wall_s": round(wall, 2), "start_up_s": round(start_up, 2), **load,
                             "examples_per_s": round(examples / wall, 1),
                             "steady_examples_per_s": round((examples - small_examples) / max(wall - start_up, 1e-9), 1),
                             "of_engine": round(examples / wall / ceiling["windows" if kind in AUDIO else "examples"], 3),
-                            "summary": log.strip().splitlines()[-1]})
+                            **ceiling_line, "summary": log.strip().splitlines()[-1]})
             print(json.dumps(results[-1]), flush=True)
     arguments.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"{'job':8} {'device':12} {'examples':>9} {'wall s':>7} {'start s':>7} {'ex/s':>9} {'steady':>9} {'of engine':>9}"
-          f" {'cores':>5} {'gpu s':>5} {'gpu %':>5}")
+          f" {'cores':>5} {'gpu s':>5} {'gpu %':>5} {'decode/s':>9} {'of dec':>6}")
     for r in results:
         if r["job"] == "engine":
             print(f"{'engine':8} {r['device']:12} examples {r['examples']:,.0f}/s, windows {r['windows']:,.0f}/s")
         else:
             print(f"{r['job']:8} {r['device']:12} {r['examples']:9,} {r['wall_s']:7.2f} {r['start_up_s']:7.2f} "
                   f"{r['examples_per_s']:9,.0f} {r['steady_examples_per_s']:9,.0f} {r['of_engine']:9.1%}"
-                  f" {r.get('cores_busy', ''):>5} {r.get('gpu_busy_s', ''):>5} {r.get('gpu_util_while_busy', ''):>5}")
+                  f" {r.get('cores_busy', ''):>5} {r.get('gpu_busy_s', ''):>5} {r.get('gpu_util_while_busy', ''):>5}"
+                  f" {r.get('decode_examples_per_s', ''):>9} {r.get('of_decode', ''):>6}")
 
 
 if __name__ == "__main__":

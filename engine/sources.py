@@ -1,6 +1,6 @@
 """Inputs as a stream of blocks: audio files as windows, spectrogram files as examples.
 
-Audio is decoded block by block (:func:`~vggish_rt.engine.audio.iter_audio`)
+Audio is decoded block by block (:func:`~vggish_rt.engine.audio.audio_stream`)
 and cut into 15,600-sample windows as it comes; spectrogram files are read a
 chunk at a time. Either way memory stays bounded whatever the
 input's size.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vggish_rt.engine import params, resampling
-from vggish_rt.engine.audio import RESAMPLERS, audio_length, iter_audio
+from vggish_rt.engine.audio import RESAMPLERS, audio_length, audio_stream
 from vggish_rt.engine.errors import ArgumentError, VggishError
 from vggish_rt.engine.inputs import DAT_DTYPES, is_spectrogram, open_spectrograms, peak_magnitude, refuse_float32_dat
 from vggish_rt.engine.rowkind import EXAMPLES, RowKind, audio_rows
@@ -102,21 +102,21 @@ def audio_rate(source: Path, options: ReadOptions) -> int:
 def audio_blocks(source: Path, options: ReadOptions = ReadOptions()) -> Iterator[Block]:
     """Window blocks of one audio file, in order (no block for a clip too short to give an example); with
     ``resampler='onnx'``, a file at another rate than 16 kHz gives native rows (engine.resampling)."""
-    rate = audio_rate(source, options)
-    if rate != params.SAMPLE_RATE:
-        resampling.check_rate(rate, options.hop, str(source))
-        stream = resampling.NativeRowStream(rate, options.hop, options.pad_short, options.pad_tail)
+    audio = audio_stream(source, options.resampler)
+    if audio.rate != params.SAMPLE_RATE:
+        resampling.check_rate(audio.rate, options.hop, str(source))
+        stream = resampling.NativeRowStream(audio.rate, options.hop, options.pad_short, options.pad_tail)
     else:
         stream = WindowStream(options.hop, options.pad_short, options.pad_tail)
-    for samples in iter_audio(source, options.resampler):
+    for samples in audio.blocks:
         first = stream.emitted
         windows = stream.push(samples)
         if len(windows):
-            yield _window_block(source, windows, first, options.hop, rate)
+            yield _window_block(source, windows, first, options.hop, audio.rate)
     first = stream.emitted
     tail = stream.finish()
     if len(tail):
-        yield _window_block(source, tail, first, options.hop, rate)
+        yield _window_block(source, tail, first, options.hop, audio.rate)
 
 
 def spectrogram_blocks(source: Path, chunk: int = 256, start: int = 0, stop: int | None = None,

@@ -11,7 +11,7 @@ import soundfile as sf
 av = pytest.importorskip("av", reason="PyAV is not installed")
 
 from conftest import run_cli  # noqa: E402
-from vggish_rt.engine.audio import load_audio  # noqa: E402
+from vggish_rt.engine.audio import iter_audio, load_audio  # noqa: E402
 from vggish_rt.engine.errors import VggishError  # noqa: E402
 
 RATE = 48_000
@@ -59,6 +59,28 @@ def test_pcm_in_matroska_decodes_bit_for_bit_as_the_same_wav(tmp_path):
     pcm = (np.clip(samples.T, -1, 1 - 1 / 32768) * 32768).astype(np.int16)
     sf.write(tmp_path / "a.wav", pcm, RATE, subtype="PCM_16")
     np.testing.assert_array_equal(load_audio(tmp_path / "a.mkv"), load_audio(tmp_path / "a.wav"))
+
+
+@pytest.mark.parametrize("channels, layout", [(2, "stereo"), (6, "5.1"), (8, "7.1")])
+def test_channels_average_as_the_reference_averages_them_in_either_decoder(tmp_path, channels, layout):
+    """Planar float in Matroska (FFmpeg, gathered into blocks in its FIFO, averaged a channel at a time) and
+    the same float WAV (libsndfile, interleaved) both give the reference's ``np.mean(samples, axis=1)`` at 16
+    kHz bit for bit, in blocks that end anywhere: 8 channels too, where NumPy's mean sums pairwise."""
+    samples = (0.3 * np.random.default_rng(channels).standard_normal((100_003, channels))).astype(np.float32)
+    reference = samples.mean(axis=1)
+    with av.open(str(tmp_path / "a.mka"), "w", format="matroska") as out:
+        stream = out.add_stream("pcm_f32le", rate=16_000, layout=layout)
+        for start in range(0, len(samples), 4_000):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[start : start + 4_000].reshape(1, -1)),
+                                               format="flt", layout=layout)
+            frame.rate = 16_000
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    sf.write(tmp_path / "a.wav", samples, 16_000, subtype="FLOAT")
+    for name in ("a.mka", "a.wav"):
+        for block_seconds in (0.37, 60.0):
+            decoded = np.concatenate(list(iter_audio(tmp_path / name, block_seconds=block_seconds)))
+            np.testing.assert_array_equal(decoded, reference, err_msg=f"{name}, blocks of {block_seconds} s")
 
 
 @pytest.mark.parametrize("name, container, codec, video", [
