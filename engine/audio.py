@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -104,6 +105,51 @@ def riff_chunks(read: Callable[[int, int], bytes], size: int) -> Iterator[tuple[
         length = int.from_bytes(header[4:8], "little")
         yield header[:4], length, position + 8
         position += 8 + length + (length & 1)
+
+
+WAV_SUFFIXES = (".wav", ".wave")
+WAV_HEAD_BYTES = 65_536  # where a WAV's header is looked for (its chunks before the samples)
+
+
+@dataclass(frozen=True)
+class WavLayout:
+    """Where a plain RIFF WAV's samples lie: ``frames`` frames of ``channels`` samples at ``rate`` Hz, each
+    ``bits`` wide (integer PCM, or IEEE float when ``floating``), from byte ``offset`` of the file."""
+
+    frames: int
+    rate: int
+    channels: int
+    bits: int
+    floating: bool
+    offset: int
+
+
+def wav_layout(head: bytes, size: int) -> WavLayout | None:
+    """The layout of a plain RIFF WAV of ``size`` bytes from its first bytes ``head``, parsed here (a tenth of
+    libsndfile's cost through soundfile); None for anything else or anything unusual (not PCM or IEEE float, a
+    rate out of range, a data chunk beyond ``head`` or the file, no frames), which libsndfile then reads, with
+    its checks and messages."""
+    if head[:4] != b"RIFF":
+        return None
+    fmt = None
+    for chunk, length, body in riff_chunks(lambda offset, count: head[offset : offset + count], len(head)):
+        if chunk == b"fmt " and length >= 16 and body + length <= len(head):
+            tag, channels, rate = struct.unpack_from("<HHI", head, body)
+            align, bits = struct.unpack_from("<HH", head, body + 12)
+            if tag == 0xFFFE and length >= 26:  # WAVE_FORMAT_EXTENSIBLE: the subformat's tag
+                tag = struct.unpack_from("<H", head, body + 24)[0]
+            fmt = (tag, channels, rate, align, bits)
+        elif chunk == b"data":
+            if fmt is None:
+                return None
+            tag, channels, rate, align, bits = fmt
+            plain = tag in (1, 3) and channels >= 1 and bits % 8 == 0 and align == channels * bits // 8 > 0
+            if not plain or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE or length in (0, 0xFFFFFFFF):
+                return None
+            if length > size - body:  # truncated: read_info says so
+                return None
+            return WavLayout(length // align, rate, channels, bits, tag == 3, body)
+    return None
 
 
 def _check_wav_data_size(path: Path) -> None:
@@ -212,24 +258,76 @@ def _decoded(path: Path, resampler: str, block_seconds: float) -> Iterator:
     if uses_ffmpeg(path):
         yield from _iter_ffmpeg(path, resampler, block_seconds)
         return
-    info = read_info(path)
     try:
-        with sf.SoundFile(os.fsencode(path)) as f:
-            yield params.SAMPLE_RATE if resampler != "onnx" else info.samplerate
+        with _opened(path) as frames:
+            yield params.SAMPLE_RATE if resampler != "onnx" else frames.rate
             if resampler == "resampy":
-                yield resample(to_mono(f.read(dtype="float32", always_2d=True), path), info.samplerate, resampler)
+                yield resample(to_mono(frames.read(frames.total), path, frames.integer), frames.rate, resampler)
                 return
-            stream = _resample_stream(info.samplerate, resampler)
-            frames = max(1, int(block_seconds * info.samplerate))
+            stream = _resample_stream(frames.rate, resampler)
+            count = max(1, int(block_seconds * frames.rate))
             while True:
-                block = _read_block(f, info.subtype, frames)
-                last = len(block) < frames
-                mono = to_mono(block, path, integer=info.subtype in _NATIVE_INTEGER)
+                block = frames.read(count)
+                last = len(block) < count
+                mono = to_mono(block, path, integer=frames.integer)
                 yield stream.resample_chunk(mono, last=last) if stream is not None else mono
                 if last:
                     return
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise VggishError(f"{path}: cannot decode ({_cause(exc)})") from None
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """An open file's samples: ``read(n)`` gives the next n frames (fewer at the end) as float32 [n, channels];
+    ``total`` frames at ``rate`` Hz; ``integer`` for integer PCM (no sample can be NaN, Inf or out of range)."""
+
+    rate: int
+    total: int
+    integer: bool
+    read: Callable[[int], np.ndarray]
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[_Frames]:
+    """``path`` open for reading its samples: a plain 16-, 24- or 32-bit PCM or 32-bit float WAV read here
+    (for a folder of 1 s clips, libsndfile's opening cost more than the samples), any other file by
+    libsndfile, after :func:`read_info`'s checks."""
+    with open(os.fsencode(path), "rb") as file:
+        head = file.read(WAV_HEAD_BYTES) if path.suffix.lower() in WAV_SUFFIXES else b""
+        wav = wav_layout(head, os.fstat(file.fileno()).st_size) if head else None
+        if wav is not None and wav.frames and (wav.bits == 32 if wav.floating else wav.bits in (16, 24, 32)):
+            file.seek(wav.offset)
+            yield _Frames(wav.rate, wav.frames, not wav.floating, _wav_reader(file, wav))
+            return
+    info = read_info(path)
+    with sf.SoundFile(os.fsencode(path)) as f:
+        yield _Frames(info.samplerate, info.frames, info.subtype in _NATIVE_INTEGER,
+                      lambda frames: _read_block(f, info.subtype, frames))
+
+
+def _wav_reader(file: BinaryIO, wav: WavLayout) -> Callable[[int], np.ndarray]:
+    """``_Frames.read`` of a plain WAV whose samples start at ``file``'s position: scaled as libsndfile scales
+    them (pcm_to_float; 24-bit widened to int32 as libsndfile gives it), bit for bit."""
+    left = wav.frames
+    width = wav.bits // 8
+    stored = np.dtype("<f4" if wav.floating else {2: "<i2", 3: "u1", 4: "<i4"}[width])  # 24-bit: its bytes
+
+    def read(frames: int) -> np.ndarray:
+        nonlocal left
+        count = min(frames, left)
+        data = bytearray(count * width * wav.channels)
+        if file.readinto(data) < len(data):
+            raise OSError(f"the file ends before its {wav.frames} frames")
+        left -= count
+        samples = np.frombuffer(data, stored)
+        if width == 3:  # 24-bit little-endian -> the top three bytes of an int32
+            wide = np.zeros((count * wav.channels, 4), np.uint8)
+            wide[:, 1:] = samples.reshape(-1, 3)
+            samples = wide.view("<i4").ravel()
+        return pcm_to_float(samples.astype(samples.dtype.newbyteorder("="), copy=False).reshape(count, wav.channels))
+
+    return read
 
 
 def _resample_stream(rate: int, resampler: str) -> "soxr.ResampleStream | None":

@@ -11,7 +11,6 @@ the container's estimate), spectrogram files their header or size, and a raw
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from vggish_rt.engine import params, resampling
-from vggish_rt.engine.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_length, riff_chunks
+from vggish_rt.engine.audio import WAV_SUFFIXES, audio_length, wav_layout
 from vggish_rt.engine.errors import VggishError
 from vggish_rt.engine.inputs import is_spectrogram, open_spectrograms, printable, refuse_float32_dat
 from vggish_rt.engine.sources import ReadOptions
@@ -42,34 +41,6 @@ class ProbeReport:
             self.failures.append((number, error))
 
 
-def wav_length(head: bytes, size: int) -> tuple[int, int] | None:
-    """(frames, sample rate) of a plain RIFF WAV from its first bytes ``head`` and its ``size`` in bytes, parsed
-    here (a tenth of libsndfile's cost through soundfile); None for anything else or anything unusual (not
-    PCM or IEEE float, a rate out of range, a data chunk beyond ``head`` or the file, no frames), which
-    :func:`~vggish_rt.engine.audio.audio_length` then reads, with its checks and messages."""
-    if head[:4] != b"RIFF":
-        return None
-    fmt = None
-    for chunk, length, body in riff_chunks(lambda offset, count: head[offset : offset + count], len(head)):
-        if chunk == b"fmt " and length >= 16 and body + length <= len(head):
-            tag, channels, rate = struct.unpack_from("<HHI", head, body)
-            align, bits = struct.unpack_from("<HH", head, body + 12)
-            if tag == 0xFFFE and length >= 26:  # WAVE_FORMAT_EXTENSIBLE: the subformat's tag
-                tag = struct.unpack_from("<H", head, body + 24)[0]
-            fmt = (tag, channels, rate, align, bits)
-        elif chunk == b"data":
-            if fmt is None:
-                return None
-            tag, channels, rate, align, bits = fmt
-            plain = tag in (1, 3) and channels >= 1 and bits % 8 == 0 and align == channels * bits // 8 > 0
-            if not plain or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE or length in (0, 0xFFFFFFFF):
-                return None
-            if length > size - body:  # truncated: audio_length says so
-                return None
-            return length // align, rate
-    return None
-
-
 def input_examples(path: Path, options: ReadOptions = ReadOptions(), head: bytes = b"", size: int = 0) -> int:
     """The examples ``path`` gives, read from its header; raises VggishError where reading it would fail
     at its start (unreadable, empty, no audio track, absurd rate, bad spectrogram layout or dtype). ``head``
@@ -79,8 +50,8 @@ def input_examples(path: Path, options: ReadOptions = ReadOptions(), head: bytes
         if path.suffix.lower() == ".dat":
             refuse_float32_dat(path, spectrograms.read(0, 4))
         return len(spectrograms)
-    length = wav_length(head, size) if head and Path(path).suffix.lower() in (".wav", ".wave") else None
-    frames, rate = length if length is not None else audio_length(path)
+    wav = wav_layout(head, size) if head and Path(path).suffix.lower() in WAV_SUFFIXES else None
+    frames, rate = (wav.frames, wav.rate) if wav is not None else audio_length(path)
     if options.resampler == resampling.IN_GRAPH and rate != params.SAMPLE_RATE:
         resampling.check_rate(rate, options.hop, str(path))
     return examples_in(frames, rate, options)

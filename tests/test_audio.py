@@ -198,7 +198,12 @@ def test_the_probe_reads_wav_lengths_as_libsndfile_does(tmp_path):
     """The probe parses a plain WAV's header itself (the job's scan has its first bytes): the same frames and
     rate as libsndfile for every PCM width, float, 8-bit, multichannel and WAVE_FORMAT_EXTENSIBLE; anything it
     does not parse (a truncated data chunk, FLAC) goes to libsndfile, which says what is wrong."""
-    from vggish_rt.engine.probe import input_examples, wav_length
+    from vggish_rt.engine.audio import wav_layout
+    from vggish_rt.engine.probe import input_examples
+
+    def wav_length(head: bytes, size: int) -> tuple[int, int] | None:
+        layout = wav_layout(head, size)
+        return None if layout is None else (layout.frames, layout.rate)
 
     samples = np.random.default_rng(6).uniform(-0.5, 0.5, (33_333, 3)).astype(np.float32)
     for subtype in ("PCM_16", "PCM_24", "PCM_32", "PCM_U8", "FLOAT", "DOUBLE"):
@@ -214,3 +219,19 @@ def test_the_probe_reads_wav_lengths_as_libsndfile_does(tmp_path):
         input_examples(tmp_path / "cut.wav", head=whole[:-1000], size=len(whole) - 1000)
     sf.write(tmp_path / "a.flac", samples, 22_050)
     assert wav_length((tmp_path / "a.flac").read_bytes(), (tmp_path / "a.flac").stat().st_size) is None
+
+
+def test_plain_wav_is_read_as_libsndfile_reads_it_bit_for_bit(tmp_path):
+    """A plain WAV's samples are read without libsndfile (engine.audio._opened): every PCM width, float,
+    8-bit and double (those two still by libsndfile), WAVE_FORMAT_EXTENSIBLE, 1 and 3 channels, give exactly
+    libsndfile's float32 samples averaged as the reference averages them, in blocks that end anywhere."""
+    samples = np.random.default_rng(7).uniform(-1, 1, (40_001, 3)).astype(np.float32)
+    for subtype in ("PCM_16", "PCM_24", "PCM_32", "PCM_U8", "FLOAT", "DOUBLE"):
+        for format in ("WAV", "WAVEX"):
+            for channels in (1, 3):
+                path = tmp_path / f"{subtype}_{format}_{channels}.wav"
+                sf.write(path, samples[:, :channels], 16_000, format=format, subtype=subtype)
+                expected = sf.read(path, dtype="float32", always_2d=True)[0].mean(axis=1)
+                for block_seconds in (0.3, 60.0):
+                    decoded = np.concatenate(list(iter_audio(path, block_seconds=block_seconds)))
+                    np.testing.assert_array_equal(decoded, expected, err_msg=f"{path.name}, {block_seconds} s")
