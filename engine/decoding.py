@@ -1,17 +1,20 @@
 """Decoding audio files in CPU worker processes into shared memory, results in input order.
 
-    main: tasks (file number, path) --> worker processes: decode, resample, window (and, with the NumPy
+    main: tasks (consecutive files) --> worker processes: decode, resample, window (and, with the NumPy
     frontend, log-mel) --> rows written into the worker's own slots of one shared-memory arena -->
-    small messages (file, slot, rows, first example) --> main: Blocks viewing the slots, in input order
+    small messages (a slot's pieces: file, offset, rows, first example; the files that ended) --> main:
+    Blocks viewing the slots, in input order
 
-No audio crosses a pipe: a worker writes a file's rows straight into one of
-its ``SLOTS_PER_WORKER`` slots of ``SLOT_ROWS`` rows and sends only where they
-are; a file longer than a slot fills several, one after another, so any length
-streams in bounded memory. The main process views the slot (no copy), and
-calls the Block's ``release`` once the batcher has copied its rows into a
-batch, which gives the slot back to its worker. Deadlock-free: workers take
-files in input order, so the earliest unfinished file's worker holds no slot
-that waits behind a later file.
+No audio crosses a pipe: a worker writes its files' rows one after another
+into one of its ``SLOTS_PER_WORKER`` slots of ``SLOT_ROWS`` windows and sends
+only where they are, once the slot is full or its task done; a file longer
+than a slot fills several, so any length streams in bounded memory, and many
+small files share a slot and a message. The main process views the slot (no
+copy), and calls each Block's ``release`` once the batcher has copied its
+rows into a batch; the slot goes back to its worker when every piece in it
+has been. Deadlock-free: workers take tasks in input order and send what
+they hold before they wait for a slot, so the earliest unfinished file's
+worker never waits behind a later file.
 
 Each worker runs its BLAS single-threaded (the NumPy frontend's mel matrix
 product): a pool of N workers with one BLAS thread per core each ran N x cores
@@ -50,7 +53,9 @@ from vggish_rt.engine.sources import Block, ReadOptions, input_blocks
 from vggish_rt.engine.windows import window_times
 
 SLOT_ROWS = 64                # windows a slot holds (3.99 MB of float32; more log-mel examples, fewer native rows)
-SLOTS_PER_WORKER = 4          # files a worker may be ahead of the main process
+SLOTS_PER_WORKER = 4          # slots of rows a worker may be ahead of the main process
+TASK_FILES = 32               # files a task holds at most: one hand-off for many small files
+TASK_BYTES = 1 << 20          # and bytes: a task of larger files holds fewer, a file of 1 MiB or more alone
 _SLOT_FLOATS = SLOT_ROWS * params.EXAMPLE_SAMPLES
 _SLOT_BYTES = _SLOT_FLOATS * 4
 _SINGLE_THREADED = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -73,13 +78,6 @@ def _slots(arena: mmap.mmap | memoryview, count: int) -> np.ndarray:
     return np.frombuffer(arena, np.float32, count * _SLOT_FLOATS).reshape(count, _SLOT_FLOATS)
 
 
-def _slot_rows(slots: np.ndarray, slot: int, row_shape: tuple[int, ...]) -> np.ndarray:
-    """Slot ``slot`` as rows of ``row_shape``: float32 [as many as fit, *row_shape]."""
-    width = int(np.prod(row_shape))
-    capacity = _SLOT_FLOATS // width
-    return slots[slot, : capacity * width].reshape(capacity, *row_shape)
-
-
 def _row_shape(numpy_frontend: bool, rate: int) -> tuple[int, ...]:
     """The rows a worker writes for audio at ``rate``: log-mel examples, 16 kHz windows or native rows."""
     return resampling.row_shape(EXAMPLES if numpy_frontend else audio_rows(rate))
@@ -95,12 +93,12 @@ def _remove_stale_arenas(directory: str) -> None:
 
 
 @dataclass(frozen=True)
-class SlotRows:
-    """A worker's message: input ``number``'s rows from example ``first`` on, ``rows`` of them, are in slot
-    ``slot``, audio at ``rate`` Hz."""
+class SlotPiece:
+    """Input ``number``'s ``rows`` rows from example ``first`` on, audio at ``rate`` Hz, lie in a slot from
+    float ``offset`` on."""
 
     number: int
-    slot: int
+    offset: int
     rows: int
     first: int
     rate: int
@@ -108,52 +106,90 @@ class SlotRows:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A worker's message: input ``number`` has no more rows; ``error`` the VggishError's text that ended it,
-    None for a file decoded to its end."""
+    """Input ``number`` has no more rows; ``error`` the VggishError's text that ended it, None for a file
+    decoded to its end."""
 
     number: int
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class SlotFilled:
+    """A worker's message: what happened, in order, since its last message: pieces of rows in slot ``slot``
+    (None when it holds none) and inputs that ended. One message a filled slot or a finished task, however
+    many files it holds: a folder of 1 s clips costs a message for every few dozen files, not two a file."""
+
+    slot: int | None
+    events: list[SlotPiece | Decoded]
+
+
+class _SlotWriter:
+    """A worker's side of the slots: rows written one after another into its current slot, each file's a
+    piece, the slot sent when full (and at the end of a task) with the inputs that ended meanwhile."""
+
+    def __init__(self, slots: np.ndarray, mine: list[int], free, results, numpy_frontend: bool) -> None:
+        self.slots, self.mine, self.free, self.results = slots, mine, free, results
+        self.numpy_frontend = numpy_frontend
+        self.slot: int | None = None
+        self.used = 0  # floats of the current slot written
+        self.events: list[SlotPiece | Decoded] = []
+
+    def put(self, number: int, block: Block) -> None:
+        rows = to_examples(block).examples if self.numpy_frontend else block.windows
+        width = int(np.prod(rows.shape[1:]))
+        done = 0
+        while done < len(rows):
+            if self.slot is None or (_SLOT_FLOATS - self.used) < width:
+                self.send()
+                self.slot, self.used = (self.mine.pop() if self.mine else self.free.get()), 0
+            take = min((_SLOT_FLOATS - self.used) // width, len(rows) - done)
+            view = self.slots[self.slot, self.used : self.used + take * width].reshape(take, *rows.shape[1:])
+            view[:] = rows[done : done + take]
+            last = self.events[-1] if self.events else None
+            if isinstance(last, SlotPiece) and last.number == number and last.rate == block.rate \
+                    and last.offset + last.rows * width == self.used:  # the same file's rows, on from its last
+                self.events[-1] = SlotPiece(number, last.offset, last.rows + take, last.first, block.rate)
+            else:
+                self.events.append(SlotPiece(number, self.used, take, int(block.index[done]), block.rate))
+            self.used += take * width
+            done += take
+
+    def end(self, decoded: Decoded) -> None:
+        self.events.append(decoded)
+
+    def send(self) -> None:
+        """Send what happened since the last message; the slot is then the main process's until it gives it
+        back (a slot with no rows stays this worker's)."""
+        if not self.events:
+            return
+        holds = self.slot is not None and self.used > 0
+        self.results.put(SlotFilled(self.slot if holds else None, self.events))
+        if self.slot is not None and not holds:
+            self.mine.append(self.slot)
+        self.slot, self.used, self.events = None, 0, []
+
+
 def _work(worker: int, arena_path: str, slot_count: int, tasks, results, free, options: ReadOptions,
           numpy_frontend: bool, job: int) -> None:
-    """A worker process: decode each task's file into this worker's slots; see the module docstring.
+    """A worker process: decode each task's files into this worker's slots; see the module docstring.
 
     It ends with the main process ``job``, kill -9 included."""
     follow(job)
     with open(arena_path, "r+b") as f:
         arena = mmap.mmap(f.fileno(), slot_count * _SLOT_BYTES)
-    slots = _slots(arena, slot_count)
-    mine = list(range(worker * SLOTS_PER_WORKER, (worker + 1) * SLOTS_PER_WORKER))
+    writer = _SlotWriter(_slots(arena, slot_count), list(range(worker * SLOTS_PER_WORKER,
+                                                                (worker + 1) * SLOTS_PER_WORKER)),
+                         free, results, numpy_frontend)
     results.put(Ready(worker))
-    while True:
-        task = tasks.get()
-        if task is None:
-            return
-        number, path = task
-        slot, filled, first = None, 0, 0
-        try:
-            for block in input_blocks(Path(path), options):  # one rate, so one row shape, a file
-                rows = to_examples(block).examples if numpy_frontend else block.windows
-                done = 0
-                while done < len(rows):
-                    if slot is None:
-                        slot = mine.pop() if mine else free.get()
-                        filled, first = 0, int(block.index[done])
-                        view = _slot_rows(slots, slot, rows.shape[1:])
-                    take = min(len(view) - filled, len(rows) - done)
-                    view[filled : filled + take] = rows[done : done + take]
-                    filled, done = filled + take, done + take
-                    if filled == len(view):
-                        results.put(SlotRows(number, slot, filled, first, block.rate))
-                        slot = None
-            if slot is not None:
-                results.put(SlotRows(number, slot, filled, first, block.rate))
-            results.put(Decoded(number))
-        except VggishError as exc:  # after the rows it gave: the caller decides whether it is fatal
-            if slot is not None:
-                mine.append(slot)
-            results.put(Decoded(number, str(exc)))
+    while (task := tasks.get()) is not None:
+        for number, path in task:
+            try:
+                for block in input_blocks(Path(path), options):  # one rate, so one row shape, a file
+                    writer.put(number, block)
+                writer.end(Decoded(number))
+            except VggishError as exc:  # after the rows it gave: the caller decides whether it is fatal
+                writer.end(Decoded(number, str(exc)))
+        writer.send()
 
 
 class DecodePool:
@@ -214,58 +250,96 @@ class DecodePool:
             self._registered = None
 
     def _release(self, slot: int) -> Callable[[], None]:
-        return lambda: self._free[slot // SLOTS_PER_WORKER].put(slot)
+        """A piece's ``release``: the slot goes back to its worker once every piece in it is copied."""
+        def release() -> None:
+            self._pieces_left[slot] -= 1
+            if not self._pieces_left[slot]:
+                self._free[slot // SLOTS_PER_WORKER].put(slot)
+        return release
 
     def decode(self, numbered: Iterable[tuple[int, Path]],
                audio: Callable[[Path], bool] = lambda _: True) -> Iterator[tuple[int, Path, Iterator[Block] | None]]:
         """Yield (number, path, its blocks) in the order given. A file's blocks view shared memory until their
         ``release`` is called; a bad file's blocks end in its VggishError (after any rows it gave).
 
-        ``numbered`` is read lazily, at most ``2 x workers`` files ahead of the caller. Paths for which
-        ``audio`` is false are not decoded: they come back in their place with None for blocks."""
+        Files go to the workers in tasks of consecutive files (up to TASK_FILES of them and TASK_BYTES, a
+        large file alone); ``numbered`` is read lazily, at most ``2 x workers`` tasks ahead of the caller.
+        Paths for which ``audio`` is false are not decoded: they come back in their place with None."""
         pending = iter(numbered)
         queued: deque[tuple[int, Path, bool]] = deque()
-        waiting: dict[int, list[SlotRows | Decoded]] = {}
+        tasks: deque[int] = deque()  # the last input number of each task in flight
+        waiting: dict[int, deque[tuple[int, SlotPiece] | Decoded]] = {}
+        self._pieces_left = [0] * (self.workers * SLOTS_PER_WORKER)
 
         def refill() -> None:
-            while len(queued) < 2 * self.workers:
+            while tasks and (not queued or queued[0][0] > tasks[0]):
+                tasks.popleft()  # the caller has reached past that task's files
+            task: list[tuple[int, str]] = []
+            size = 0
+            while len(tasks) < 2 * self.workers and len(queued) < 2 * self.workers * TASK_FILES:
                 item = next(pending, None)
                 if item is None:
-                    return
+                    break
                 decoded = audio(item[1])
-                if decoded:
-                    self._tasks.put((item[0], str(item[1])))
                 queued.append((*item, decoded))
+                if decoded:
+                    task.append((item[0], str(item[1])))
+                    size += _size(item[1])
+                if len(task) == TASK_FILES or size >= TASK_BYTES:
+                    send(task)
+                    task, size = [], 0
+            if task:
+                send(task)
 
-        def messages(number: int) -> Iterator[SlotRows | Decoded]:
+        def send(task: list[tuple[int, str]]) -> None:
+            self._tasks.put(task)
+            tasks.append(task[-1][0])
+
+        def events(number: int) -> Iterator[tuple[int, SlotPiece] | Decoded]:
             while True:
                 while not waiting.get(number):
                     message = self._group.receive()
-                    waiting.setdefault(message.number, []).append(message)
-                message = waiting[number].pop(0)
-                yield message
-                if isinstance(message, Decoded):
+                    pieces = [e for e in message.events if isinstance(e, SlotPiece)]
+                    if message.slot is not None:
+                        self._pieces_left[message.slot] = len(pieces)
+                    for event in message.events:
+                        waiting.setdefault(event.number, deque()).append(
+                            (message.slot, event) if isinstance(event, SlotPiece) else event)
+                event = waiting[number].popleft()
+                yield event
+                if isinstance(event, Decoded):
                     del waiting[number]
                     return
 
         refill()
         while queued:
             number, path, decoded = queued.popleft()
-            yield number, path, self._blocks(path, messages(number)) if decoded else None
+            yield number, path, self._blocks(path, events(number)) if decoded else None
             refill()
 
-    def _blocks(self, path: Path, messages: Iterator[SlotRows | Decoded]) -> Iterator[Block]:
-        for message in messages:
-            if isinstance(message, Decoded):
-                if message.error is not None:
-                    raise VggishError(message.error)
+    def _blocks(self, path: Path, events: Iterator[tuple[int, SlotPiece] | Decoded]) -> Iterator[Block]:
+        for event in events:
+            if isinstance(event, Decoded):
+                if event.error is not None:
+                    raise VggishError(event.error)
                 return
-            first, count = message.first, message.rows
+            slot, piece = event
+            first, count = piece.first, piece.rows
+            shape = _row_shape(self.numpy_frontend, piece.rate)
+            width = int(np.prod(shape))
+            rows = self._slots[slot, piece.offset : piece.offset + count * width].reshape(count, *shape)
             start_s, end_s = window_times(count, self.options.hop, first * self.options.hop.samples)
-            rows = _slot_rows(self._slots, message.slot, _row_shape(self.numpy_frontend, message.rate))[:count]
             yield Block(path, np.arange(first, first + count), start_s, end_s,
                         **{"examples" if self.numpy_frontend else "windows": rows},
-                        release=self._release(message.slot), rate=message.rate)
+                        release=self._release(slot), rate=piece.rate)
+
+
+def _size(path: Path) -> int:
+    """``path``'s size in bytes for grouping tasks (0 when it cannot be read: its worker says why)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 @contextmanager

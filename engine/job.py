@@ -145,7 +145,9 @@ def _input_digest(source: Path, directories: dict[str, str]) -> tuple[bytes, byt
     try:
         stat = os.fstat(fd)
         head = os.pread(fd, FINGERPRINT_EDGE_BYTES, 0)
-        tail = os.pread(fd, FINGERPRINT_EDGE_BYTES, max(0, stat.st_size - FINGERPRINT_EDGE_BYTES))
+        # a file no longer than one edge is all in its head: its tail is neither read nor hashed again
+        tail = os.pread(fd, FINGERPRINT_EDGE_BYTES, stat.st_size - FINGERPRINT_EDGE_BYTES) \
+            if stat.st_size > FINGERPRINT_EDGE_BYTES else b""
     finally:
         os.close(fd)
     parent, base = os.path.split(os.path.abspath(name))

@@ -55,6 +55,27 @@ def test_worker_processes_give_the_bytes_of_in_process_decoding(small_model, mix
     assert not [name for name in os.listdir("/dev/shm") if name.startswith(f"{ARENA_PREFIX}{os.getpid()}-")]
 
 
+def test_tiny_clips_sharing_slots_and_messages_give_the_bytes_of_in_process_decoding(small_model, tmp_path):
+    """Many 1 s clips go to the workers in tasks of up to TASK_FILES files whose rows share slots: with bad
+    clips, clips too short, a spectrogram file among them and a long file after, every row, failure and short
+    input is the job's without workers."""
+    clips = [_tone(tmp_path / f"c{i:03d}.wav", (0.5 if i % 37 == 5 else 1.0), 16_000, seed=i % 7) for i in range(150)]
+    for i in (3, 70, 71):
+        clips[i].write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    spectrogram = tmp_path / "s.npy"
+    np.save(spectrogram, np.random.default_rng(0).normal(-2, 1, (5, 96, 64)).astype(np.float32))
+    inputs = [*clips[:90], spectrogram, *clips[90:], _tone(tmp_path / "z_long.wav", 70.0, 48_000, channels=2)]
+    embedder = Embedder(small_model, device="cpu", batch_size=50)
+    outputs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}.npy"
+        report = run_job(inputs, out, embedder, JobOptions(workers=workers, on_error="skip"))
+        assert [Path(path) for path, _ in report.failures] == [clips[3], clips[70], clips[71]]
+        assert len(report.short_inputs) == 4
+        outputs[workers] = [out.read_bytes(), Path(f"{out}.index.csv").read_bytes(), failures_path(out).read_bytes()]
+    assert outputs[0] == outputs[2]
+
+
 def test_a_bad_file_fails_the_job_before_any_work(small_model, mixed_audio, tmp_path):
     """With on_error='fail', the probe of every input's header stops the job at its first stored rows (the
     bad file is the third input, reached later), leaving nothing behind."""
