@@ -299,9 +299,8 @@ class DecodePool:
             while True:
                 while not waiting.get(number):
                     message = self._group.receive()
-                    pieces = [e for e in message.events if isinstance(e, SlotPiece)]
                     if message.slot is not None:
-                        self._pieces_left[message.slot] = len(pieces)
+                        self._pieces_left[message.slot] = sum(isinstance(e, SlotPiece) for e in message.events)
                     for event in message.events:
                         waiting.setdefault(event.number, deque()).append(
                             (message.slot, event) if isinstance(event, SlotPiece) else event)
